@@ -1,0 +1,1 @@
+"""gitops-bot: promote MLflow models through Kustomize overlays by pull request."""

@@ -1,0 +1,1 @@
+"""The pure core: no Flask, PyGithub, database or environment access in here."""

@@ -1,0 +1,179 @@
+"""Plain data types shared by the pure core: config, edits, renders, diffs and plans."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+# A repository snapshot: repo-relative POSIX path -> file content.
+Snapshot = Mapping[str, bytes]
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class Approvals:
+    required: int = 0
+    users: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()  # "team-slug" in the repo owner's org
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    path: str  # repo-relative overlay directory holding kustomization.yaml
+    auto_merge: bool = False
+    promote_from: str | None = None
+    approvals: Approvals = field(default_factory=Approvals)
+    merge_method: Literal["merge", "squash", "rebase"] = "squash"
+    required_checks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SetRule:
+    file: str  # relative to the environment's path
+    field: str  # Kustomize field path, e.g. images.[name=x].newTag
+    value: str  # template with {storage_uri}, {version}, {model}, {registry_name}, {run_id}
+
+
+@dataclass(frozen=True)
+class TrafficRule:
+    file: str  # relative to the environment's path
+    baseline: str  # field path of the baseline weight
+    candidate: str  # field path of the candidate weight
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str  # name used in commands
+    registry_name: str  # MLflow registered model name
+    set: tuple[SetRule, ...]
+    traffic: TrafficRule | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    on: str  # model_version.created | model_version_alias.created | model_version_tag.set
+    promote_to: str
+    model: str | None = None
+    alias: str | None = None
+    tag: str | None = None  # "key" or "key=value" for model_version_tag.set
+
+
+@dataclass(frozen=True)
+class Config:
+    version: int
+    environments: tuple[Environment, ...]
+    models: tuple[Model, ...]
+    triggers: tuple[Trigger, ...] = ()
+
+    def environment(self, name: str) -> Environment | None:
+        return next((e for e in self.environments if e.name == name), None)
+
+    def model(self, name: str) -> Model | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def model_by_registry_name(self, registry_name: str) -> Model | None:
+        return next((m for m in self.models if m.registry_name == registry_name), None)
+
+
+# --------------------------------------------------------------------------- edits
+
+
+@dataclass(frozen=True)
+class FieldEdit:
+    """Set one scalar, addressed by a Kustomize field path, in one repo file."""
+
+    path: str  # repo-relative file path
+    field: str
+    value: str | int
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    before: bytes
+    after: bytes
+    # (field path, old value or None when created, new value) for each edit applied
+    edits: tuple[tuple[str, str | None, str], ...] = ()
+
+
+# --------------------------------------------------------------------------- render + diff
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    overlay: str  # repo-relative overlay directory
+    ok: bool
+    output: str = ""  # rendered multi-document YAML (when ok)
+    error: str = ""  # Kustomize's error message (when not ok), paths made repo-relative
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str  # dotted path inside the resource, e.g. spec.storageUri
+    old: str | None  # rendered scalar (redacted for secrets); None when added
+    new: str | None  # None when removed
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    resource: str  # "Kind/name" or "Kind/namespace/name"
+    status: Literal["added", "removed", "changed"]
+    fields: tuple[FieldChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnvironmentDiff:
+    environment: str  # environment name (or overlay path if not configured)
+    overlay: str
+    base: RenderResult
+    head: RenderResult
+    changes: tuple[ResourceChange, ...] = ()
+    unified_diff: str = ""  # unified diff of the (redacted, normalised) rendered YAML
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {"added": 0, "changed": 0, "removed": 0}
+        for change in self.changes:
+            out[change.status] += 1
+        return out
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class PromotionRequest:
+    model: str  # config model name
+    version: str
+    environment: str
+    source_uri: str = ""
+    traffic: tuple[int, int] | None = None  # (baseline, candidate), sums to 100
+    requester: str = ""  # GitHub login or "mlflow"
+    trigger: str = ""  # human description: "MLflow model_version.created", "/promote by @x"
+    run_id: str = ""
+    source_note: str = ""  # e.g. "source not resolved: no MLFLOW_TRACKING_URI configured"
+    kind: Literal["promote", "rollback"] = "promote"
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: PromotionRequest
+    branch: str
+    title: str
+    changes: tuple[FileChange, ...]
+    diffs: tuple[EnvironmentDiff, ...]
+    environment: Environment
+    model: Model
+    meta: Mapping[str, object] = field(default_factory=dict)  # goes into the hidden marker
+
+
+@dataclass(frozen=True)
+class PullRequestText:
+    title: str
+    body: str
+    parts: tuple[str, ...] = ()  # follow-up comments, "part i/N"
+    check_summary: str = ""  # full text for the check run output (<= 65535)

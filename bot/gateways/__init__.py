@@ -1,0 +1,1 @@
+"""Thin adapters to the outside world: GitHub, MLflow, Kustomize, the database."""

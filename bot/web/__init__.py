@@ -1,0 +1,1 @@
+"""HTTP layer: verify, parse, enqueue, answer."""
