@@ -1,0 +1,169 @@
+"""The `gitops-bot` command line: plan, check-config, serve, worker, replay."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.core.errors import BotError, ConfigError
+
+CONFIG_FILE = ".gitops-bot.yaml"
+
+
+def _traffic(value: str) -> tuple[int, int]:
+    parts = value.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected BASELINE/CANDIDATE integer weights such as 90/10, got '{value}'"
+        )
+    baseline, candidate = (int(p) for p in parts)
+    if baseline + candidate != 100:
+        raise argparse.ArgumentTypeError(f"weights must sum to 100, got {baseline}+{candidate}")
+    return baseline, candidate
+
+
+def _load_local_config(repo: Path):  # type: ignore[no-untyped-def]
+    from bot.core.config import load_config
+
+    path = repo / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BotError(f"{path}: not found (the bot reads its config from {CONFIG_FILE})") from None
+    return load_config(text, CONFIG_FILE)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from bot.core.planner import source_diff
+    from bot.core.promotion import build_plan
+    from bot.core.report import render_pull_request
+    from bot.core.types import PromotionRequest
+    from bot.gateways.kustomize import Renderer
+    from bot.gateways.localrepo import DirectorySnapshot
+
+    repo = Path(args.repo)
+    config = _load_local_config(repo)
+    snapshot = DirectorySnapshot(repo)
+    request = PromotionRequest(
+        model=args.model,
+        version=str(args.version),
+        environment=args.to,
+        source_uri=args.source or "",
+        traffic=args.traffic,
+        run_id=args.run_id or "",
+        requester=args.requester,
+        trigger="gitops-bot plan (local checkout)",
+        source_note="" if args.source else "no --source given",
+    )
+    renderer = Renderer(binary=args.kustomize)
+    plan = build_plan(config, snapshot, request, renderer.render_pair)
+    text = render_pull_request(plan)
+    out = sys.stdout
+    out.write(f"Branch: {plan.branch}\nTitle:  {text.title}\n\n")
+    if plan.changes:
+        out.write(f"Files changed ({len(plan.changes)}):\n\n{source_diff(plan.changes)}\n")
+    else:
+        out.write("No files change: the overlay already deploys this version.\n\n")
+    out.write("PR body:\n\n" + text.body + "\n")
+    for part in text.parts:
+        out.write("\nFollow-up comment:\n\n" + part + "\n")
+    if args.write:
+        for change in plan.changes:
+            snapshot.write(change.path, change.after)
+        out.write(f"\nWrote {len(plan.changes)} file(s) in {repo}.\n")
+    broken = [d.environment for d in plan.diffs if not d.head.ok]
+    return 3 if broken else 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from bot.core.config_check import check_repository
+    from bot.gateways.localrepo import DirectorySnapshot
+
+    repo = Path(args.repo)
+    config = _load_local_config(repo)
+    problems = check_repository(config, DirectorySnapshot(repo))
+    if problems:
+        for problem in problems:
+            print(f"{repo / CONFIG_FILE}: {problem}", file=sys.stderr)
+        return 1
+    print(
+        f"{repo / CONFIG_FILE}: OK — {len(config.environments)} environment(s), "
+        f"{len(config.models)} model(s), {len(config.triggers)} trigger(s)"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.runtime import serve
+
+    return serve(host=args.host, port=args.port, workers=not args.no_workers)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from bot.runtime import run_worker
+
+    return run_worker()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from bot.runtime import replay
+
+    return replay(Path(args.payload), event=args.event, source=args.source)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gitops-bot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="show the PR the bot would open, from a local checkout")
+    plan.add_argument("repo", help="path to the GitOps repository checkout")
+    plan.add_argument("--model", required=True, help="model name from .gitops-bot.yaml")
+    plan.add_argument("--version", required=True, help="model version to promote")
+    plan.add_argument("--to", required=True, help="target environment")
+    plan.add_argument("--source", help="model storage URI (e.g. s3://bucket/path)")
+    plan.add_argument("--traffic", type=_traffic, help="A/B weights BASELINE/CANDIDATE")
+    plan.add_argument("--run-id", help="MLflow run id, shown in the PR")
+    plan.add_argument("--requester", default="", help="who asks (shown in the PR)")
+    plan.add_argument("--kustomize", help="kustomize or kubectl binary (default: pinned kubectl)")
+    plan.add_argument("--write", action="store_true", help="apply the edits to the checkout")
+    plan.set_defaults(func=cmd_plan)
+
+    check = sub.add_parser("check-config", help="validate .gitops-bot.yaml against the repo")
+    check.add_argument("repo", nargs="?", default=".", help="repository checkout (default .)")
+    check.set_defaults(func=cmd_check_config)
+
+    serve = sub.add_parser("serve", help="run the webhook server with in-process workers")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--no-workers", action="store_true", help="web only (use `worker`)")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run job workers only")
+    worker.set_defaults(func=cmd_worker)
+
+    replay = sub.add_parser("replay", help="run one webhook payload through the worker")
+    replay.add_argument("payload", help="JSON file with the webhook body")
+    replay.add_argument("--source", choices=["github", "mlflow"], default="github")
+    replay.add_argument("--event", help="GitHub event name (X-GitHub-Event)")
+    replay.set_defaults(func=cmd_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print("Invalid configuration:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    except BotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Render the overlays a change affects, before and after, and diff them per environment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+
+from bot.core.diff import diff_environment
+from bot.core.graph import affected_overlays
+from bot.core.types import Config, EnvironmentDiff, FileChange, RenderResult, Snapshot
+
+# (base snapshot, head snapshot, overlays) -> {overlay: (base render, head render)}
+RenderPair = Callable[
+    [Snapshot, Snapshot, Sequence[str]], Mapping[str, tuple[RenderResult, RenderResult]]
+]
+
+
+class LayeredSnapshot(Mapping[str, bytes]):
+    """A snapshot with some files replaced (None deletes), without copying the base."""
+
+    def __init__(self, base: Snapshot, layer: Mapping[str, bytes | None]) -> None:
+        self._base = base
+        self._layer = layer
+
+    def __getitem__(self, path: str) -> bytes:
+        if path in self._layer:
+            content = self._layer[path]
+            if content is None:
+                raise KeyError(path)
+            return content
+        return self._base[path]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (p for p, c in self._layer.items() if c is not None)
+        yield from (p for p in self._base if p not in self._layer)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def head_snapshot(base: Snapshot, changes: Sequence[FileChange]) -> Snapshot:
+    """The base snapshot with the planned file contents laid over it."""
+    return LayeredSnapshot(base, {c.path: c.after for c in changes})
+
+
+def environment_diffs(
+    config: Config,
+    base: Snapshot,
+    head: Snapshot,
+    changed_paths: Collection[str],
+    render_pair: RenderPair,
+) -> tuple[EnvironmentDiff, ...]:
+    """Diff every configured environment whose overlay the changed paths reach."""
+    overlays = [env.path for env in config.environments]
+    affected = affected_overlays(base, head, overlays, changed_paths)
+    if not affected:
+        return ()
+    rendered = render_pair(base, head, affected)
+    names = {env.path: env.name for env in config.environments}
+    return tuple(
+        diff_environment(names.get(overlay, overlay), overlay, *rendered[overlay])
+        for overlay in affected
+    )
