@@ -36,3 +36,11 @@ class EditError(BotError):
 
 class PlanError(BotError):
     """A promotion request cannot be planned (unknown model/environment, bad traffic...)."""
+
+
+class TransientError(BotError):
+    """A temporary failure (5xx, rate limit, race): the job runs again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

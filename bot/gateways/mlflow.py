@@ -1,0 +1,71 @@
+"""MLflow tracking server REST client: resolve storage locations and aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from bot.core.errors import BotError, TransientError
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    name: str
+    version: str
+    source: str
+    run_id: str
+    storage_location: str = ""
+
+
+class MlflowError(BotError):
+    """MLflow answered, but not with what we asked for (unknown model, version, alias)."""
+
+
+class MlflowClient:
+    """The handful of registry calls the bot needs, over MLflow's REST API 2.0."""
+
+    def __init__(self, tracking_uri: str, *, timeout: float = 10.0, token: str = "") -> None:
+        self.base = tracking_uri.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def _get(self, path: str, **params: str) -> dict[str, Any]:
+        url = f"{self.base}/api/2.0/mlflow/{path}"
+        try:
+            response = self.session.get(url, params=params, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise TransientError(f"MLflow unreachable ({type(exc).__name__})") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(f"MLflow answered {response.status_code} for {path}")
+        try:
+            data: dict[str, Any] = response.json()
+        except ValueError:
+            raise MlflowError(f"MLflow returned non-JSON for {path}") from None
+        if response.status_code >= 400:
+            message = str(data.get("message") or data.get("error_code") or response.status_code)
+            raise MlflowError(f"MLflow {path}: {message}")
+        return data
+
+    def download_uri(self, name: str, version: str) -> str:
+        """Where the version's artifacts really live (resolves `models:/m-<id>` sources)."""
+        data = self._get("model-versions/get-download-uri", name=name, version=str(version))
+        return str(data.get("artifact_uri", ""))
+
+    def model_version(self, name: str, version: str) -> ModelVersionInfo:
+        data = self._get("model-versions/get", name=name, version=str(version))
+        mv = data.get("model_version") or {}
+        return ModelVersionInfo(
+            name=str(mv.get("name", name)),
+            version=str(mv.get("version", version)),
+            source=str(mv.get("source", "")),
+            run_id=str(mv.get("run_id", "")),
+            storage_location=str(mv.get("storage_location", "")),
+        )
+
+    def alias_version(self, name: str, alias: str) -> str:
+        data = self._get("registered-models/alias", name=name, alias=alias)
+        return str((data.get("model_version") or {}).get("version", ""))
