@@ -1,0 +1,1 @@
+"""Job handlers: what the worker does for each kind of accepted delivery."""

@@ -1,0 +1,103 @@
+"""Publish a plan on GitHub idempotently: branch commit, PR, detail comments, render check."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bot.core.report import parse_meta, render_pull_request
+from bot.core.templating import render_template
+from bot.core.types import Plan, PullRequestText
+
+log = logging.getLogger(__name__)
+
+RENDER_CHECK = "gitops-bot/render"
+PART_MARKER_PREFIX = "<!-- gitops-bot:part "
+SUPERSEDED_MARKER = "<!-- gitops-bot:superseded -->"
+LABEL = "gitops-bot"
+
+
+@dataclass(frozen=True)
+class Published:
+    number: int
+    url: str
+    head_sha: str
+    created: bool
+
+
+def commit_message(plan: Plan) -> str:
+    lines = [plan.title, ""]
+    lines += [f"- {c.path}: " + ", ".join(f"{f} → {new}" for f, _, new in c.edits) for c in plan.changes]
+    if plan.request.trigger:
+        lines += ["", f"Triggered by {plan.request.trigger}."]
+    return "\n".join(lines)
+
+
+def publish_detail_comments(client: Any, repo: str, number: int, parts: tuple[str, ...]) -> None:
+    """Create or update `part i/N` comments in place; delete parts left over from a bigger diff."""
+    keep: set[int] = set()
+    for index, body in enumerate(parts, start=1):
+        marker = f"{PART_MARKER_PREFIX}{index}/{len(parts)} -->"
+        keep.add(client.upsert_comment(repo, number, marker, body))
+    client.delete_comments(repo, number, PART_MARKER_PREFIX, keep)
+
+
+def publish_render_check(client: Any, repo: str, head_sha: str, plan: Plan, text: PullRequestText) -> None:
+    broken = [d.environment for d in plan.diffs if not d.head.ok]
+    summary = text.check_summary or text.body
+    client.upsert_check_run(
+        repo,
+        head_sha,
+        RENDER_CHECK,
+        status="completed",
+        conclusion="failure" if broken else "success",
+        title=(
+            f"Kustomize build failed for {', '.join(broken)}"
+            if broken
+            else f"Rendered {len(plan.diffs)} environment(s)"
+        ),
+        summary=summary,
+    )
+
+
+def close_superseded(client: Any, repo: str, plan: Plan, current: Published) -> list[int]:
+    """Close older open promotion PRs for the same model and environment."""
+    closed = []
+    for pr in client.list_open_prs(repo, head_prefix=f"gitops-bot/{plan.environment.name}/"):
+        if pr.number == current.number:
+            continue
+        meta = parse_meta(pr.body or "") or {}
+        if meta.get("model") != plan.model.name or meta.get("env") != plan.environment.name:
+            continue
+        body = render_template(
+            "superseded.md.j2", number=current.number, url=current.url, title=plan.title
+        )
+        client.upsert_comment(repo, pr.number, SUPERSEDED_MARKER, SUPERSEDED_MARKER + "\n" + body)
+        client.close_pr(repo, pr.number)
+        closed.append(pr.number)
+    return closed
+
+
+def publish_plan(client: Any, repo: str, plan: Plan, *, base_branch: str, base_sha: str) -> Published | None:
+    """Make GitHub show `plan`; safe to run any number of times."""
+    if not plan.changes:
+        log.info("nothing to change for %s in %s: already deployed", plan.title, repo)
+        return None
+    text = render_pull_request(plan)
+    files: dict[str, bytes | None] = {c.path: c.after for c in plan.changes}
+    head_sha = client.commit_files(
+        repo, branch=plan.branch, base_sha=base_sha, files=files, message=commit_message(plan)
+    )
+    pr = client.find_open_pr(repo, plan.branch)
+    created = pr is None
+    if pr is None:
+        pr = client.create_pr(repo, branch=plan.branch, base=base_branch, title=text.title, body=text.body)
+        client.add_labels(repo, pr.number, [LABEL, f"env:{plan.environment.name}"])
+    else:
+        client.update_pr(repo, pr.number, title=text.title, body=text.body)
+    publish_detail_comments(client, repo, pr.number, text.parts)
+    publish_render_check(client, repo, head_sha, plan, text)
+    published = Published(number=pr.number, url=pr.html_url, head_sha=head_sha, created=created)
+    close_superseded(client, repo, plan, published)
+    return published

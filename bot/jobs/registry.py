@@ -1,0 +1,106 @@
+"""MLflow/Databricks registry events -> promotion PRs for the triggers they match."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bot.core.deployed import read_deployed
+from bot.core.errors import BotError, PlanError
+from bot.core.promotion import build_plan
+from bot.core.triggers import RegistryEvent, match_triggers
+from bot.core.types import Environment, Model, PromotionRequest
+from bot.jobs.publish import Published, publish_plan
+from bot.jobs.repo_state import RepoState, load_repo_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegistryFacts:
+    """What the registry event (and MLflow, when reachable) tell about the version."""
+
+    event: RegistryEvent
+    source: str = ""
+    run_id: str = ""
+
+
+def resolve_source(facts: RegistryFacts, mlflow: Any | None) -> tuple[str, str, str]:
+    """(storage uri, run id, note). Resolve `models:/` and missing sources through MLflow."""
+    source, run_id = facts.source, facts.run_id
+    name, version = facts.event.registry_name, facts.event.version
+    if mlflow is None:
+        if source.startswith("models:/"):
+            return source, run_id, (
+                "Source not resolved: no MLflow tracking URI configured, "
+                "so the registry's `models:/` URI is used as given."
+            )
+        return source, run_id, ""
+    if not source or not run_id:
+        info = mlflow.model_version(name, version)
+        source, run_id = source or info.source, run_id or info.run_id
+    if source.startswith("models:/") or not source:
+        resolved = mlflow.download_uri(name, version)
+        return resolved, run_id, f"Storage location resolved through MLflow from `{source}`."
+    return source, run_id, ""
+
+
+def _source_from_upstream(state: RepoState, model: Model, env: Environment, version: str) -> str:
+    """For an alias event without MLflow access: take the URI the upstream env deploys."""
+    upstream = state.config.environment(env.promote_from) if env.promote_from else None
+    if upstream is None:
+        return ""
+    deployed = read_deployed(state.snapshot, model, upstream)
+    return deployed.storage_uri or "" if deployed.version == version else ""
+
+
+def check_promote_from(state: RepoState, model: Model, env: Environment, version: str) -> None:
+    """With `promote_from`, the version must already be live upstream on the default branch."""
+    if not env.promote_from:
+        return
+    upstream = state.config.environment(env.promote_from)
+    if upstream is None:
+        return
+    deployed = read_deployed(state.snapshot, model, upstream)
+    if deployed.version != version:
+        live = f"v{deployed.version}" if deployed.version else "no recognisable version"
+        raise PlanError(
+            f"{model.name} v{version} is not live in {upstream.name} yet "
+            f"({upstream.name} deploys {live} on {state.default_branch}); "
+            f"{env.name} only takes versions promoted from {upstream.name}."
+        )
+
+
+def handle_registry_event(
+    client: Any, repo: str, facts: RegistryFacts, *, mlflow: Any | None, render_pair: Any, trigger: str
+) -> list[Published]:
+    """Open or update one promotion PR per matching trigger; skip what is already deployed."""
+    state = load_repo_state(client, repo)
+    matches = match_triggers(state.config, facts.event)
+    if not matches:
+        log.info("%s: no trigger matches %s for %s", repo, facts.event.kind, facts.event.registry_name)
+        return []
+    source, run_id, note = resolve_source(facts, mlflow)
+    results = []
+    for match in matches:
+        env = state.config.environment(match.trigger.promote_to)
+        if env is None:  # config validation prevents this
+            raise BotError(f"trigger promotes to unknown environment {match.trigger.promote_to}")
+        check_promote_from(state, match.model, env, facts.event.version)
+        uri = source or _source_from_upstream(state, match.model, env, facts.event.version)
+        request = PromotionRequest(
+            model=match.model.name,
+            version=facts.event.version,
+            environment=env.name,
+            source_uri=uri,
+            run_id=run_id,
+            requester="mlflow",
+            trigger=trigger,
+            source_note=note if uri == source else f"Storage URI taken from {env.promote_from}.",
+        )
+        plan = build_plan(state.config, state.snapshot, request, render_pair)
+        published = publish_plan(client, repo, plan, base_branch=state.default_branch, base_sha=state.sha)
+        if published is not None:
+            results.append(published)
+    return results
