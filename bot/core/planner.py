@@ -50,7 +50,8 @@ def resolve_target(config: Config, model_name: str, env_name: str) -> tuple[Mode
     model = config.model(model_name) or config.model_by_registry_name(model_name)
     if model is None:
         raise PlanError(
-            f"Unknown model '{model_name}'." + _did_you_mean(model_name, [m.name for m in config.models])
+            f"Unknown model '{model_name}'."
+            + _did_you_mean(model_name, [m.name for m in config.models])
         )
     environment = config.environment(env_name)
     if environment is None:
@@ -92,7 +93,9 @@ def _render_value(template: str, values: Mapping[str, str], where: str) -> str:
     return template.format_map(values)
 
 
-def field_edits(request: PromotionRequest, model: Model, environment: Environment) -> list[FieldEdit]:
+def field_edits(
+    request: PromotionRequest, model: Model, environment: Environment
+) -> list[FieldEdit]:
     """The configured `set` and `traffic` rules, made concrete for this request."""
     values = {
         "storage_uri": request.source_uri,

@@ -28,7 +28,9 @@ class Published:
 
 def commit_message(plan: Plan) -> str:
     lines = [plan.title, ""]
-    lines += [f"- {c.path}: " + ", ".join(f"{f} → {new}" for f, _, new in c.edits) for c in plan.changes]
+    lines += [
+        f"- {c.path}: " + ", ".join(f"{f} → {new}" for f, _, new in c.edits) for c in plan.changes
+    ]
     if plan.request.trigger:
         lines += ["", f"Triggered by {plan.request.trigger}."]
     return "\n".join(lines)
@@ -43,7 +45,9 @@ def publish_detail_comments(client: Any, repo: str, number: int, parts: tuple[st
     client.delete_comments(repo, number, PART_MARKER_PREFIX, keep)
 
 
-def publish_render_check(client: Any, repo: str, head_sha: str, plan: Plan, text: PullRequestText) -> None:
+def publish_render_check(
+    client: Any, repo: str, head_sha: str, plan: Plan, text: PullRequestText
+) -> None:
     broken = [d.environment for d in plan.diffs if not d.head.ok]
     summary = text.check_summary or text.body
     client.upsert_check_run(
@@ -79,7 +83,9 @@ def close_superseded(client: Any, repo: str, plan: Plan, current: Published) -> 
     return closed
 
 
-def publish_plan(client: Any, repo: str, plan: Plan, *, base_branch: str, base_sha: str) -> Published | None:
+def publish_plan(
+    client: Any, repo: str, plan: Plan, *, base_branch: str, base_sha: str
+) -> Published | None:
     """Make GitHub show `plan`; safe to run any number of times."""
     if not plan.changes:
         log.info("nothing to change for %s in %s: already deployed", plan.title, repo)
@@ -92,7 +98,9 @@ def publish_plan(client: Any, repo: str, plan: Plan, *, base_branch: str, base_s
     pr = client.find_open_pr(repo, plan.branch)
     created = pr is None
     if pr is None:
-        pr = client.create_pr(repo, branch=plan.branch, base=base_branch, title=text.title, body=text.body)
+        pr = client.create_pr(
+            repo, branch=plan.branch, base=base_branch, title=text.title, body=text.body
+        )
         client.add_labels(repo, pr.number, [LABEL, f"env:{plan.environment.name}"])
     else:
         client.update_pr(repo, pr.number, title=text.title, body=text.body)

@@ -32,9 +32,13 @@ def resolve_source(facts: RegistryFacts, mlflow: Any | None) -> tuple[str, str, 
     name, version = facts.event.registry_name, facts.event.version
     if mlflow is None:
         if source.startswith("models:/"):
-            return source, run_id, (
-                "Source not resolved: no MLflow tracking URI configured, "
-                "so the registry's `models:/` URI is used as given."
+            return (
+                source,
+                run_id,
+                (
+                    "Source not resolved: no MLflow tracking URI configured, "
+                    "so the registry's `models:/` URI is used as given."
+                ),
             )
         return source, run_id, ""
     if not source or not run_id:
@@ -73,13 +77,21 @@ def check_promote_from(state: RepoState, model: Model, env: Environment, version
 
 
 def handle_registry_event(
-    client: Any, repo: str, facts: RegistryFacts, *, mlflow: Any | None, render_pair: Any, trigger: str
+    client: Any,
+    repo: str,
+    facts: RegistryFacts,
+    *,
+    mlflow: Any | None,
+    render_pair: Any,
+    trigger: str,
 ) -> list[Published]:
     """Open or update one promotion PR per matching trigger; skip what is already deployed."""
     state = load_repo_state(client, repo)
     matches = match_triggers(state.config, facts.event)
     if not matches:
-        log.info("%s: no trigger matches %s for %s", repo, facts.event.kind, facts.event.registry_name)
+        log.info(
+            "%s: no trigger matches %s for %s", repo, facts.event.kind, facts.event.registry_name
+        )
         return []
     source, run_id, note = resolve_source(facts, mlflow)
     results = []
@@ -100,7 +112,9 @@ def handle_registry_event(
             source_note=note if uri == source else f"Storage URI taken from {env.promote_from}.",
         )
         plan = build_plan(state.config, state.snapshot, request, render_pair)
-        published = publish_plan(client, repo, plan, base_branch=state.default_branch, base_sha=state.sha)
+        published = publish_plan(
+            client, repo, plan, base_branch=state.default_branch, base_sha=state.sha
+        )
         if published is not None:
             results.append(published)
     return results
