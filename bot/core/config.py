@@ -118,6 +118,8 @@ def _parse_yaml(text: str) -> Any:
 def _yaml_issue(exc: YAMLError, filename: str) -> ConfigIssue:
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
+            mark = exc.context_mark  # e.g. an unclosed quote: point at where it was opened
         line = mark.line + 1 if mark is not None else None
         what = exc.problem or exc.context or "syntax error"
         context = f" ({exc.context})" if exc.context and exc.problem else ""
@@ -228,7 +230,9 @@ _TYPE_NAMES = {
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    options = list(choices)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    close = close or [option for option in options if word and option.startswith(word)][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -308,9 +312,16 @@ def _str(item: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _path_problem(path: str) -> str | None:
+def _absolute_problem(path: str) -> str | None:
     if path.startswith("/") or "\\" in path or (len(path) > 1 and path[1] == ":"):
         return f"{path!r} must be a relative path inside the repository (use '/' separators)"
+    return None
+
+
+def _path_problem(path: str) -> str | None:
+    absolute = _absolute_problem(path)
+    if absolute:
+        return absolute
     normal = posixpath.normpath(path)
     if normal == ".." or normal.startswith("../"):
         return f"{path!r} leaves the repository"
@@ -464,7 +475,7 @@ def _check_models(
 def _check_file(
     check: _Checker, where: list[PathPart], file: str, env_paths: dict[str, str]
 ) -> None:
-    problem = _path_problem(file)
+    problem = _absolute_problem(file)
     if problem:
         check.add(where, problem)
         return

@@ -1,0 +1,484 @@
+"""Tests for loading and validating .gitops-bot.yaml (bot.core.config)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+from ruamel.yaml import YAML
+
+from bot.core.config import check_field_path, find_config_line, load_config, schema
+from bot.core.errors import ConfigError, ConfigIssue
+from bot.core.types import (
+    Approvals,
+    Config,
+    Environment,
+    Model,
+    SetRule,
+    TrafficRule,
+    Trigger,
+)
+
+EXAMPLE = (
+    Path(__file__).resolve().parent.parent / "examples" / "fraud-detection" / ".gitops-bot.yaml"
+)
+
+
+def _yaml(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n")
+
+
+# Small valid config the invalid cases below are variations of (line numbers matter).
+HEAD = _yaml(
+    """
+    version: 1
+    environments:
+      - name: staging
+        path: k8s/overlays/staging
+        auto_merge: true
+      - name: production
+        path: k8s/overlays/production
+        promote_from: staging
+    """
+)
+MODELS = _yaml(
+    """
+    models:
+      - name: fraud
+        registry_name: fraud-detector
+        set:
+          - file: model-config.yaml
+            field: data.uri
+            value: "{storage_uri}"
+    """
+)
+
+
+def _issues(text: str) -> list[ConfigIssue]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(text)
+    return caught.value.issues
+
+
+# --------------------------------------------------------------------------- valid
+
+
+def test_example_config_loads_into_the_expected_dataclasses() -> None:
+    config = load_config(EXAMPLE.read_text(encoding="utf-8"))
+    assert config == Config(
+        version=1,
+        environments=(
+            Environment(name="staging", path="k8s/overlays/staging", auto_merge=True),
+            Environment(
+                name="production",
+                path="k8s/overlays/production",
+                promote_from="staging",
+                approvals=Approvals(required=1, users=("alice",), teams=("ml-platform",)),
+                merge_method="squash",
+            ),
+        ),
+        models=(
+            Model(
+                name="fraud-v2-candidate",
+                registry_name="fraud-detector",
+                set=(
+                    SetRule("model-config.yaml", "data.fraud-v2-storage-uri", "{storage_uri}"),
+                    SetRule(
+                        "kustomization.yaml", "images.[name=fraud-detector].newTag", "v{version}"
+                    ),
+                ),
+                traffic=TrafficRule(
+                    file="experiment-patch.yaml",
+                    baseline="spec.candidates.[name=fraud-v1-baseline].weight",
+                    candidate="spec.candidates.[name=fraud-v2-candidate].weight",
+                ),
+            ),
+        ),
+        triggers=(
+            Trigger(on="model_version.created", promote_to="staging", model="fraud-v2-candidate"),
+            Trigger(on="model_version_alias.created", promote_to="production", alias="champion"),
+        ),
+    )
+    assert config.model_by_registry_name("fraud-detector") is config.models[0]
+
+
+def test_defaults_and_normalised_paths() -> None:
+    config = load_config(
+        _yaml(
+            """
+            version: 1
+            environments:
+              - name: dev
+                path: ./k8s/overlays/dev/
+                required_checks: [ci/build]
+                merge_method: rebase
+            triggers:
+              - on: model_version_tag.set
+                tag: stage=ready
+                promote_to: dev
+            """
+        )
+    )
+    env = config.environments[0]
+    assert env == Environment(
+        name="dev", path="k8s/overlays/dev", merge_method="rebase", required_checks=("ci/build",)
+    )
+    assert config.models == ()
+    assert config.triggers == (
+        Trigger(on="model_version_tag.set", promote_to="dev", tag="stage=ready"),
+    )
+
+
+def test_literal_braces_and_constant_values_are_accepted() -> None:
+    config = load_config(HEAD + MODELS.replace('"{storage_uri}"', '"{{literal}}-{version}"'))
+    assert config.models[0].set[0].value == "{{literal}}-{version}"
+
+
+# --------------------------------------------------------------------------- invalid
+
+INVALID = [
+    pytest.param(
+        HEAD + "    merge_method: fast\n",
+        9,
+        "environments[1].merge_method: 'fast' is not one of merge, squash, rebase",
+        id="enum",
+    ),
+    pytest.param(
+        HEAD + "    merge_method: sqash\n",
+        9,
+        "'sqash' is not one of merge, squash, rebase (did you mean 'squash'?)",
+        id="enum-did-you-mean",
+    ),
+    pytest.param(
+        HEAD.replace("auto_merge: true", "auto_merg: true"),
+        5,
+        "environments[0]: unknown key 'auto_merg' (did you mean 'auto_merge'?); allowed: name,",
+        id="unknown-key",
+    ),
+    pytest.param(
+        HEAD + "trigers: []\n",
+        9,
+        "unknown key 'trigers' (did you mean 'triggers'?)",
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        HEAD.replace("    path: k8s/overlays/production", "   path: k8s/overlays/production"),
+        7,
+        "invalid YAML: ",
+        id="yaml-syntax",
+    ),
+    pytest.param(
+        HEAD.replace("    promote_from: staging", "    path: again"),
+        8,
+        'invalid YAML: found duplicate key "path"',
+        id="yaml-duplicate-key",
+    ),
+    pytest.param(
+        "version: 1\nenvironments:\n  - name: a\n    path: 'unterminated\n",
+        4,
+        "invalid YAML: ",
+        id="yaml-unterminated-quote",
+    ),
+    pytest.param(
+        HEAD.replace("name: production", "name: staging"),
+        6,
+        "environments[1].name: duplicate name 'staging' (already used by environments[0])",
+        id="duplicate-environment",
+    ),
+    pytest.param(
+        HEAD
+        + MODELS
+        + MODELS.replace("models:\n", "").replace(
+            "registry_name: fraud-detector", "registry_name: x"
+        ),
+        16,
+        "models[1].name: duplicate name 'fraud'",
+        id="duplicate-model",
+    ),
+    pytest.param(
+        HEAD.replace("promote_from: staging", "promote_from: stagin"),
+        8,
+        "environments[1].promote_from: unknown environment 'stagin' (did you mean 'staging'?); "
+        "environments: staging, production",
+        id="promote-from-unknown",
+    ),
+    pytest.param(
+        HEAD.replace("promote_from: staging", "promote_from: production"),
+        8,
+        "environments[1].promote_from: cannot promote from itself",
+        id="promote-from-itself",
+    ),
+    pytest.param(
+        HEAD.replace("auto_merge: true", "promote_from: production"),
+        5,
+        "promote_from forms a cycle: staging -> production -> staging",
+        id="promote-from-cycle",
+    ),
+    pytest.param(
+        HEAD + "    approvals:\n      required: 2\n      users: [alice]\n",
+        10,
+        "environments[1].approvals.required: 2 approvals can never be given: only 1 user(s) "
+        "may approve (alice) and no teams are listed",
+        id="approvals-impossible",
+    ),
+    pytest.param(
+        HEAD + "    approvals:\n      required: -1\n",
+        10,
+        "environments[1].approvals.required: -1 is less than 0",
+        id="approvals-negative",
+    ),
+    pytest.param(
+        HEAD + "    approvals:\n      users: ['@alice']\n",
+        10,
+        "environments[1].approvals.users[0]: '@alice' is not allowed: A GitHub login without '@'.",
+        id="approver-with-at",
+    ),
+    pytest.param(
+        HEAD + MODELS.replace("field: data.uri", "field: images.[name=fraud.newTag"),
+        14,
+        "models[0].set[0].field: field path 'images.[name=fraud.newTag' has an unclosed '['",
+        id="field-path-unclosed",
+    ),
+    pytest.param(
+        HEAD + MODELS.replace("field: data.uri", "field: spec..storageUri"),
+        14,
+        "field path 'spec..storageUri' has an empty segment",
+        id="field-path-empty-segment",
+    ),
+    pytest.param(
+        HEAD + MODELS.replace("field: data.uri", "field: spec.candidates.[fraud].weight"),
+        14,
+        "selector '[fraud]' is not of the form [key=value]",
+        id="field-path-selector",
+    ),
+    pytest.param(
+        HEAD + MODELS.replace('"{storage_uri}"', '"v{versoin}"'),
+        15,
+        "models[0].set[0].value: unknown placeholder {versoin} (did you mean {version}?); "
+        "allowed: {storage_uri}, {version}, {model}, {registry_name}, {run_id}",
+        id="template-unknown-placeholder",
+    ),
+    pytest.param(
+        HEAD + MODELS.replace('"{storage_uri}"', '"{storage_uri"'),
+        15,
+        "models[0].set[0].value: invalid template '{storage_uri': ",
+        id="template-unbalanced-brace",
+    ),
+    pytest.param(
+        HEAD + MODELS.replace('"{storage_uri}"', '"{version!r}"'),
+        15,
+        "placeholder {version} takes no format spec or conversion",
+        id="template-conversion",
+    ),
+    pytest.param(
+        HEAD.replace("path: k8s/overlays/staging", "path: /srv/k8s/staging"),
+        4,
+        "environments[0].path: '/srv/k8s/staging' must be a relative path inside the repository",
+        id="absolute-path",
+    ),
+    pytest.param(
+        HEAD.replace("path: k8s/overlays/staging", "path: k8s/../../elsewhere"),
+        4,
+        "environments[0].path: 'k8s/../../elsewhere' leaves the repository",
+        id="dotdot-environment-path",
+    ),
+    pytest.param(
+        HEAD + MODELS.replace("file: model-config.yaml", "file: ../../../../secrets.yaml"),
+        13,
+        "models[0].set[0].file: '../../../../secrets.yaml' leaves the repository from environment "
+        "'staging'",
+        id="dotdot-set-file",
+    ),
+    pytest.param(
+        HEAD.replace("version: 1", "version: 2"),
+        1,
+        "version: 2 is not supported; the only version is 1",
+        id="version-2",
+    ),
+    pytest.param(
+        HEAD.replace("version: 1\n", "# no version\n"),
+        2,
+        "missing required key 'version'",
+        id="version-missing",
+    ),
+    pytest.param(
+        HEAD.replace("    path: k8s/overlays/production\n", ""),
+        6,
+        "environments[1]: missing required key 'path'",
+        id="missing-path",
+    ),
+    pytest.param(
+        HEAD.replace("auto_merge: true", "auto_merge: yes"),
+        5,
+        "environments[0].auto_merge: expected true or false, got 'yes' (write true or false)",
+        id="yes-is-not-a-boolean",
+    ),
+    pytest.param(
+        HEAD.replace("auto_merge: true", "promote_from:"),
+        5,
+        "expected a string, got an empty value",
+        id="empty-value",
+    ),
+    pytest.param(
+        HEAD + "triggers:\n  - on: model_version_alias.created\n    promote_to: production\n",
+        10,
+        "triggers[0]: missing required key 'alias' (needed when on is model_version_alias.created)",
+        id="alias-trigger-without-alias",
+    ),
+    pytest.param(
+        HEAD + "triggers:\n  - on: model_version.created\n    alias: champion\n    promote_to: x\n",
+        11,
+        "triggers[0].alias: is only used with 'on: model_version_alias.created'",
+        id="alias-on-wrong-event",
+    ),
+    pytest.param(
+        HEAD + "triggers:\n  - on: model_version.created\n    promote_to: prod\n",
+        11,
+        "triggers[0].promote_to: unknown environment 'prod' (did you mean 'production'?)",
+        id="trigger-unknown-environment",
+    ),
+    pytest.param(
+        HEAD
+        + MODELS
+        + "triggers:\n  - on: model_version.created\n    model: frod\n    promote_to: staging\n",
+        18,
+        "triggers[0].model: unknown model 'frod' (did you mean 'fraud'?); models: fraud",
+        id="trigger-unknown-model",
+    ),
+    pytest.param(
+        HEAD + "triggers:\n  - on: model_version.deleted\n    promote_to: staging\n",
+        10,
+        "triggers[0].on: 'model_version.deleted' is not one of model_version.created, "
+        "model_version_alias.created, model_version_tag.set",
+        id="trigger-unknown-event",
+    ),
+    pytest.param(
+        HEAD
+        + MODELS
+        + "    traffic:\n      file: e.yaml\n      baseline: a.b\n      candidate: a.b\n",
+        19,
+        "models[0].traffic.candidate: is the same field as baseline",
+        id="traffic-same-field",
+    ),
+    pytest.param(
+        HEAD.replace("name: staging", "name: 'staging env'"),
+        3,
+        "environments[0].name: 'staging env' is not allowed: Letters, digits",
+        id="name-with-space",
+    ),
+    pytest.param(
+        "",
+        1,
+        "the file is empty; expected a mapping starting with 'version: 1'",
+        id="empty-file",
+    ),
+    pytest.param(
+        "- version: 1\n",
+        1,
+        "expected a mapping, got a list",
+        id="top-level-list",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), INVALID)
+def test_invalid_config_reports_message_and_line(text: str, line: int, message: str) -> None:
+    issues = _issues(text)
+    matching = [issue for issue in issues if message in issue.message]
+    assert matching, f"no issue contains {message!r}; got {[str(i) for i in issues]}"
+    assert matching[0].line == line, str(matching[0])
+    assert matching[0].file == ".gitops-bot.yaml"
+
+
+def test_all_issues_are_reported_at_once_in_line_order() -> None:
+    text = _yaml(
+        """
+        version: 1
+        environments:
+          - name: staging
+            path: /abs
+            merge_method: fast
+          - name: staging
+            path: k8s/overlays/production
+            colour: blue
+        """
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(text, filename="repo/.gitops-bot.yaml")
+    lines = [issue.line for issue in caught.value.issues]
+    assert lines == [4, 5, 6, 8]
+    assert str(caught.value).splitlines()[1] == (
+        "repo/.gitops-bot.yaml:5: environments[0].merge_method: "
+        "'fast' is not one of merge, squash, rebase"
+    )
+
+
+def test_required_approvals_with_teams_are_not_bounded_by_user_count() -> None:
+    config = load_config(
+        HEAD
+        + "    approvals:\n      required: 3\n      users: [alice]\n      teams: [ml-platform]\n"
+    )
+    assert config.environments[1].approvals == Approvals(3, ("alice",), ("ml-platform",))
+
+
+@pytest.mark.parametrize(
+    ("path", "ok"),
+    [
+        ("data.fraud-v2-storage-uri", True),
+        ("images.[name=fraud-detector].newTag", True),
+        ("spec.candidates.[name=fraud.v2].weight", True),
+        ("spec.template.spec.containers.[name=api].env.[name=LOG_LEVEL].value", True),
+        ("", False),
+        (".spec", False),
+        ("spec.", False),
+        ("spec.[name=a", False),
+        ("spec.name=a]", False),
+        ("spec.containers[name=a].image", False),
+        ("spec.[[name=a]]", False),
+    ],
+)
+def test_check_field_path(path: str, ok: bool) -> None:
+    assert (check_field_path(path) is None) is ok
+
+
+def test_find_config_line_points_at_nested_entries() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    line = find_config_line(text, ["models", 0, "set", 1, "field"])
+    assert line is not None
+    assert "images.[name=fraud-detector].newTag" in text.splitlines()[line - 1]
+    assert find_config_line("a: [", ["a"]) is None
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_schema_is_valid_draft_2020_12_and_documents_every_property() -> None:
+    published = schema()
+    Draft202012Validator.check_schema(published)
+    assert published["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            for name, sub in node.get("properties", {}).items():
+                assert "description" in sub or "$ref" in sub, f"{where}.{name} has no description"
+            for key, sub in node.items():
+                if key != "if":  # conditions, not documented properties
+                    walk(sub, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, sub in enumerate(node):
+                walk(sub, f"{where}[{i}]")
+
+    walk(published, "#")
+
+
+def test_example_config_validates_against_the_published_schema() -> None:
+    data = YAML(typ="safe").load(EXAMPLE.read_text(encoding="utf-8"))
+    errors = list(Draft202012Validator(schema()).iter_errors(data))
+    assert errors == []
+
+
+def test_schema_rejects_what_the_loader_rejects_structurally() -> None:
+    data = YAML(typ="safe").load(HEAD.replace("auto_merge: true", "auto_merg: true"))
+    assert not Draft202012Validator(schema()).is_valid(data)
