@@ -1,0 +1,751 @@
+"""Format-preserving edits of single scalars in YAML files, addressed by Kustomize field paths.
+
+The document is never dumped. ruamel.yaml's composer finds the target node and its exact span
+in the original text; only that span is replaced (or one line inserted, aligned with its
+siblings, for a new key); the result is parsed again and must read back the new value with
+every other node unchanged. Everything outside the value -- comments, quoting, indentation,
+blank lines, trailing whitespace, ``---`` separators, CRLF, a BOM, a missing final newline --
+survives byte for byte.
+
+Decisions worth knowing:
+
+- Quoting keeps the original style. A plain value that YAML 1.1 or 1.2 would read as another
+  type (``0``, ``true``, ``1.0``, ``null``, ``#34577c``, ``>=1.0.0``...) is double-quoted --
+  unless the original plain value was itself an int/float/bool and the new text reads as the
+  same type (``replicas: 3`` -> ``4`` stays plain). ``int`` values are always written plain.
+- Duplicate mapping keys on the path are an error naming the key and its lines (Kustomize keeps
+  the last one in kustomization.yaml but rejects duplicates in resources; the file needs a fix
+  by a human, and guessing would hide that). Duplicates elsewhere in the file are ignored.
+- A target shared through a YAML anchor/alias is refused: the edit would change the alias too.
+- Block scalars (``|``, ``>``) cannot be edited (error); a value containing a line break is
+  refused.
+- A missing final key is created when its parent mapping (or literal list) exists in exactly one
+  document; a missing parent is an error that says what exists instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.resolver import VersionedResolver
+
+from bot.core.errors import EditError
+from bot.core.fieldpath import Index, Key, Match, Segment, format_field_path, parse_field_path
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_NULL = "tag:yaml.org,2002:null"
+_TYPED = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")
+_BOM = "\ufeff"
+
+Address = tuple[int, ...]  # child positions from a document root: 2*i+1 = value of pair i
+
+
+@dataclass(frozen=True)
+class _Target:
+    doc: int
+    node: ScalarNode
+    address: Address
+    chain: tuple[Node, ...]  # nodes from the root down to the target, for alias checks
+    key_node: ScalarNode | None  # the mapping key when the target is a mapping value
+    literal_key: str | None  # set when the target is a KEY=value literal list entry
+
+
+@dataclass(frozen=True)
+class _Creatable:
+    doc: int
+    parent: MappingNode | SequenceNode
+    address: Address  # of the parent
+    chain: tuple[Node, ...]
+    key: str
+    literal: bool  # parent is a list of KEY=value literals
+
+
+@dataclass(frozen=True)
+class _Failure:
+    doc: int
+    depth: int
+    message: str
+
+
+_Outcome = _Target | _Creatable | _Failure
+
+
+class _HardError(Exception):
+    """A problem that no other document can make right (ambiguity, duplicate keys)."""
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def apply_edits(
+    path: str, content: bytes, edits: Sequence[tuple[str, str | int]]
+) -> tuple[bytes, tuple[tuple[str, str | None, str], ...]]:
+    """Set each (field path, value) in one file; return the new bytes and (field, old, new)s.
+
+    ``old`` is None when the key was created. Raises EditError with a message fit for a user.
+    """
+    text = _decode(path, content)
+    applied: list[tuple[str, str | None, str]] = []
+    for field, value in edits:
+        text, old, new = _apply_one(path, text, field, value)
+        applied.append((field, old, new))
+    return text.encode("utf-8"), tuple(applied)
+
+
+def read_field(path: str, content: bytes, field: str) -> str | None:
+    """Return the scalar at ``field`` (a literal's value part for KEY=value entries).
+
+    None when the field does not exist (missing key, no matching item, index out of range).
+    Raises EditError for unparseable YAML, an ambiguous path or a non-scalar target.
+    """
+    text = _decode(path, content)
+    segments = _parse(path, field)
+    docs = _compose(path, text)
+    outcomes = _resolve_all(path, field, docs, segments)
+    found = [o for o in outcomes if isinstance(o, _Target)]
+    if not found:
+        deepest = max((o for o in outcomes if isinstance(o, _Failure)), key=_depth, default=None)
+        if deepest is not None and deepest.depth == len(segments):
+            raise EditError(path, f"{field}: {_where(docs, deepest.doc)}{deepest.message}")
+        return None
+    target = _single_target(path, field, docs, found)
+    return _current_value(target)
+
+
+def safe_repo_path(base_dir: str, relative: str) -> str:
+    """Join a repo-relative directory and a path relative to it; refuse escaping the repo."""
+    for name, value in (("directory", base_dir), ("path", relative)):
+        if "\x00" in value:
+            raise EditError(relative, f"the {name} contains a NUL character")
+        if "\\" in value:
+            raise EditError(relative, f"the {name} {value!r} contains '\\'; use '/' separators")
+        if value.startswith("/") or (len(value) > 1 and value[1] == ":"):
+            raise EditError(relative, f"the {name} {value!r} must be relative to the repository")
+    if not relative.strip():
+        raise EditError(relative, "the path is empty")
+    joined = posixpath.normpath(posixpath.join(base_dir or ".", relative))
+    if joined == ".." or joined.startswith("../"):
+        raise EditError(relative, f"the path leaves the repository (resolves to {joined!r})")
+    if joined == ".":
+        raise EditError(relative, "the path names the repository root, not a file")
+    return joined
+
+
+# --------------------------------------------------------------------------- one edit
+
+
+def _apply_one(path: str, text: str, field: str, value: str | int) -> tuple[str, str | None, str]:
+    segments = _parse(path, field)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise EditError(path, f"{field}: the value must be a string or an integer")
+    new = str(value)
+    if "\n" in new or "\r" in new:
+        raise EditError(path, f"{field}: the value contains a line break, which is not allowed")
+    docs = _compose(path, text)
+    outcomes = _resolve_all(path, field, docs, segments)
+    found = [o for o in outcomes if isinstance(o, _Target)]
+    if found:
+        target = _single_target(path, field, docs, found)
+        return _replace(path, field, text, docs, segments, target, value)
+    creatable = [o for o in outcomes if isinstance(o, _Creatable)]
+    if len(creatable) > 1:
+        names = ", ".join(_describe_doc(docs, c.doc) for c in creatable)
+        raise EditError(
+            path, f"{field}: ambiguous, the key could be created in several documents ({names})"
+        )
+    if creatable:
+        return _create(path, field, text, docs, segments, creatable[0], value)
+    failures = [o for o in outcomes if isinstance(o, _Failure)]
+    if not failures:
+        raise EditError(path, f"{field}: the file contains no YAML document")
+    worst = max(failures, key=_depth)
+    raise EditError(path, f"{field}: {_where(docs, worst.doc)}{worst.message}")
+
+
+def _replace(
+    path: str,
+    field: str,
+    text: str,
+    docs: list[Node | None],
+    segments: tuple[Segment, ...],
+    target: _Target,
+    value: str | int,
+) -> tuple[str, str | None, str]:
+    node = target.node
+    if node.style in ("|", ">"):
+        raise EditError(
+            path,
+            f"{field}: line {_line(node)} holds a block scalar ({node.style}); it cannot be "
+            "edited automatically -- make it a plain or quoted value",
+        )
+    _refuse_shared(path, field, docs, target.doc, target.chain)
+    old = _current_value(target)
+    new = str(value)
+    start, end = _value_span(text, node)
+    prefix = ""
+    if start == end:  # empty value (`key:`), whose marks point past the line: write after ':'
+        if target.key_node is None:
+            raise EditError(path, f"{field}: line {_line(node)}: cannot fill an empty list item")
+        colon = text.find(":", target.key_node.end_mark.index)
+        start = end = colon + 1
+        prefix = " "
+    if target.literal_key is not None:
+        full = f"{target.literal_key}={new}"
+        candidates = [(c, _STR) for c in _string_renderings(full, node.style)]
+        expect = full
+    elif isinstance(value, int):
+        candidates = [(new, _INT)]
+        expect = new
+    else:
+        candidates = _renderings_for(node, new)
+        expect = new
+    failure = ""
+    for rendered, tag in candidates:
+        result = text[:start] + prefix + rendered + text[end:]
+        failure = _verify(path, result, docs, segments, target.doc, target.address, expect, tag)
+        if not failure:
+            return result, old, new
+    raise EditError(path, f"{field}: cannot write {new!r} here safely: {failure}")
+
+
+def _create(
+    path: str,
+    field: str,
+    text: str,
+    docs: list[Node | None],
+    segments: tuple[Segment, ...],
+    spot: _Creatable,
+    value: str | int,
+) -> tuple[str, str | None, str]:
+    _refuse_shared(path, field, docs, spot.doc, spot.chain)
+    new = str(value)
+    parent = spot.parent
+    if spot.literal:
+        full = f"{spot.key}={new}"
+        renderings = [(r, _STR) for r in _string_renderings(full, None)]
+        expect = full
+    else:
+        key = _string_renderings(spot.key, None)[0]
+        if isinstance(value, int):
+            values = [(new, _INT)]
+        else:
+            values = [(r, _STR) for r in _string_renderings(new, None)]
+        renderings = [(f"{key}: {r}", tag) for r, tag in values]
+        expect = new
+    failure = ""
+    for entry, tag in renderings:
+        result = _insert_entry(path, field, text, parent, entry, spot.literal)
+        child = len(parent.value)
+        child_address = spot.address + ((2 * child + 1,) if not spot.literal else (child,))
+        failure = _verify(
+            path, result, docs, segments, spot.doc, child_address, expect, tag, added=True
+        )
+        if not failure:
+            return result, None, new
+    raise EditError(path, f"{field}: cannot add {new!r} here safely: {failure}")
+
+
+def _insert_entry(
+    path: str, field: str, text: str, parent: MappingNode | SequenceNode, entry: str, item: bool
+) -> str:
+    if parent.flow_style:
+        close = parent.end_mark.index - 1
+        if text[close : close + 1] not in ("}", "]"):
+            raise EditError(path, f"{field}: line {_line(parent)}: cannot find the closing bracket")
+        before = text[:close].rstrip()
+        sep = "" if not parent.value else " " if before.endswith(",") else ", "
+        return text[:close] + sep + entry + text[close:]
+    if item:
+        dash = parent.start_mark.index
+        first = parent.value[0].start_mark.index
+        gap = text[dash + 1 : first]
+        if not gap or gap.strip(" "):
+            gap = " "
+        line = " " * int(parent.start_mark.column) + "-" + gap + entry
+    else:
+        line = " " * int(parent.value[0][0].start_mark.column) + entry
+    pos = _end_of_last_line(text, parent)
+    eol = _line_break(text, pos)
+    if pos == len(text) and not text.endswith("\n"):
+        return text + eol + line
+    return text[:pos] + line + eol + text[pos:]
+
+
+def _end_of_last_line(text: str, collection: Node) -> int:
+    """Index just after the line break that ends the collection's last entry."""
+    node: Node = collection
+    while True:
+        if isinstance(node, MappingNode) and not node.flow_style and node.value:
+            key, val = node.value[-1]
+            if isinstance(val, ScalarNode) and val.start_mark.index == val.end_mark.index:
+                node = key  # empty value: its marks point at the next token
+                break
+            node = val
+        elif isinstance(node, SequenceNode) and not node.flow_style and node.value:
+            node = node.value[-1]
+        else:
+            break
+    end = node.end_mark.index
+    if isinstance(node, ScalarNode) and node.style in ("|", ">") and node.end_mark.column == 0:
+        return int(end)
+    newline = text.find("\n", end)
+    return len(text) if newline < 0 else newline + 1
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _renderings_for(node: ScalarNode, new: str) -> list[tuple[str, str]]:
+    style = node.style
+    if style in ("'", '"'):
+        return [(r, _STR) for r in _string_renderings(new, style)]
+    original = node.tag
+    if original in _TYPED and _resolve_tag(new, (1, 2)) == original:
+        return [(new, original)]  # a typed field (replicas: 3) keeps its type
+    return [(r, _STR) for r in _string_renderings(new, None)]
+
+
+def _string_renderings(value: str, style: str | None) -> list[str]:
+    """Candidate spellings of ``value`` as a string, best first, honouring the original style."""
+    if style == '"':
+        return [_double_quoted(value)]
+    if style == "'":
+        if _single_quotable(value):
+            return [_single_quoted(value), _double_quoted(value)]
+        return [_double_quoted(value)]
+    if _plain_reads_as_string(value):
+        return [value, _double_quoted(value)]
+    return [_double_quoted(value)]
+
+
+def _plain_reads_as_string(value: str) -> bool:
+    if not value or value != value.strip(" \t"):
+        return False
+    return all(_resolve_tag(value, v) == _STR for v in ((1, 1), (1, 2)))
+
+
+def _resolve_tag(value: str, version: tuple[int, int]) -> str:
+    resolver = VersionedResolver(version=version)
+    return str(resolver.resolve(ScalarNode, value, (True, False)))
+
+
+def _single_quotable(value: str) -> bool:
+    return all(ch == "\t" or _printable(ch) for ch in value)
+
+
+def _printable(ch: str) -> bool:
+    code = ord(ch)
+    return not (code < 0x20 or 0x7F <= code < 0xA0 or ch in "\u2028\u2029\ufeff")
+
+
+def _single_quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _double_quoted(value: str) -> str:
+    out = ['"']
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\t":
+            out.append("\\t")
+        elif _printable(ch):
+            out.append(ch)
+        elif ord(ch) <= 0xFF:
+            out.append(f"\\x{ord(ch):02X}")
+        else:
+            out.append(f"\\u{ord(ch):04X}")
+    out.append('"')
+    return "".join(out)
+
+
+def _value_span(text: str, node: ScalarNode) -> tuple[int, int]:
+    """The span of the scalar itself, without a leading anchor (&a) or tag (!!str)."""
+    start, end = int(node.start_mark.index), int(node.end_mark.index)
+    while start < end and text[start] in "&!":
+        while start < end and text[start] not in " \t\r\n":
+            start += 1
+        while start < end and text[start] in " \t\r\n":
+            start += 1
+    return start, end
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _verify(
+    path: str,
+    result: str,
+    old_docs: list[Node | None],
+    segments: tuple[Segment, ...],
+    doc: int,
+    address: Address,
+    expect: str,
+    tag: str,
+    added: bool = False,
+) -> str:
+    """Return "" if ``result`` reads back as intended, else why not."""
+    try:
+        new_docs = _compose(path, result)
+    except EditError as exc:
+        return f"the result would not parse ({exc})"
+    if len(new_docs) != len(old_docs):
+        return "the result would change the number of documents"
+    field = format_field_path(segments)
+    try:
+        outcomes = _resolve_all(path, field, new_docs, segments)
+    except EditError as exc:
+        return str(exc)
+    found = [o for o in outcomes if isinstance(o, _Target)]
+    if len(found) != 1 or found[0].doc != doc or found[0].address != address:
+        return "the result would not resolve to the same place"
+    node = found[0].node
+    if node.value != expect or node.tag != tag:
+        return f"the result would read back as {node.value!r} ({_short(node.tag)})"
+    for i, (before, after) in enumerate(zip(old_docs, new_docs, strict=True)):
+        if i != doc:
+            same = _fingerprint(before, (), None) == _fingerprint(after, (), None)
+        elif added:
+            skip = (address[:-1], address[-1])
+            same = _fingerprint(before, (), None) == _fingerprint(after, (), None, skip)
+        else:
+            same = _fingerprint(before, (), address, None) == _fingerprint(after, (), address, None)
+        if not same:
+            return "the result would change other values in the file"
+    return ""
+
+
+def _fingerprint(
+    node: Node | None,
+    here: Address,
+    exclude: Address | None,
+    skip: tuple[Address, int] | None = None,
+) -> object:
+    if node is None:
+        return None
+    if here == exclude:
+        return "<target>"
+    if isinstance(node, ScalarNode):
+        return ("s", node.tag, node.value, node.style, node.anchor)
+    children: list[object] = []
+    if isinstance(node, MappingNode):
+        for i, (key, val) in enumerate(node.value):
+            if skip is not None and skip == (here, 2 * i + 1):
+                continue
+            children.append(
+                (
+                    _fingerprint(key, (*here, 2 * i), exclude, skip),
+                    _fingerprint(val, (*here, 2 * i + 1), exclude, skip),
+                )
+            )
+        return ("m", node.tag, node.flow_style, node.anchor, children)
+    assert isinstance(node, SequenceNode)
+    for i, item in enumerate(node.value):
+        if skip is not None and skip == (here, i):
+            continue
+        children.append(_fingerprint(item, (*here, i), exclude, skip))
+    return ("q", node.tag, node.flow_style, node.anchor, children)
+
+
+def _refuse_shared(
+    path: str, field: str, docs: list[Node | None], doc: int, chain: tuple[Node, ...]
+) -> None:
+    counts: dict[int, int] = {}
+    for node in _walk(docs[doc]):
+        counts[id(node)] = counts.get(id(node), 0) + 1
+    for node in chain:
+        if counts.get(id(node), 0) > 1:
+            anchor = f" (&{node.anchor})" if node.anchor else ""
+            raise EditError(
+                path,
+                f"{field}: line {_line(node)}: the value is shared through a YAML anchor{anchor} "
+                "used elsewhere; editing it would change every alias too",
+            )
+
+
+def _walk(node: Node | None) -> Iterator[Node]:
+    if node is None:
+        return
+    yield node
+    if isinstance(node, MappingNode):
+        for key, val in node.value:
+            yield from _walk(key)
+            yield from _walk(val)
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            yield from _walk(item)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _resolve_all(
+    path: str, field: str, docs: list[Node | None], segments: tuple[Segment, ...]
+) -> list[_Outcome]:
+    outcomes: list[_Outcome] = []
+    for i, root in enumerate(docs):
+        try:
+            outcomes.append(_resolve(i, root, segments))
+        except _HardError as exc:
+            raise EditError(path, f"{field}: {_where(docs, i)}{exc}") from None
+    return outcomes
+
+
+def _resolve(doc: int, root: Node | None, segments: tuple[Segment, ...]) -> _Outcome:
+    node: Node | None = root
+    address: Address = ()
+    chain: list[Node] = []
+    key_node: ScalarNode | None = None
+    for i, seg in enumerate(segments):
+        here = format_field_path(segments[:i]) or "the document"
+        last = i == len(segments) - 1
+        if node is not None:
+            chain.append(node)
+        if isinstance(node, MappingNode):
+            if isinstance(seg, Match):
+                return _Failure(
+                    doc,
+                    i,
+                    f"{here} is a mapping, not a list, so {seg} selects nothing; "
+                    f"keys present: {_keys(node)}",
+                )
+            name = seg.name if isinstance(seg, Key) else seg.text
+            hits = [
+                (j, k, v)
+                for j, (k, v) in enumerate(node.value)
+                if isinstance(k, ScalarNode) and k.value == name
+            ]
+            if len(hits) > 1:
+                lines = ", ".join(str(_line(k)) for _, k, _ in hits)
+                raise _HardError(
+                    f"duplicate key {name!r} in {here} at lines {lines}; Kustomize would use "
+                    "only the last one -- remove the others"
+                )
+            if not hits:
+                if last:
+                    return _Creatable(doc, node, address, tuple(chain), name, literal=False)
+                return _Failure(doc, i, f"{here} has no key {name!r}{_suggest(name, node)}")
+            j, k, v = hits[0]
+            node, key_node, address = v, k, (*address, 2 * j + 1)
+        elif isinstance(node, SequenceNode):
+            key_node = None
+            items: list[Node] = list(node.value)
+            if isinstance(seg, Index):
+                if seg.position >= len(items):
+                    return _Failure(
+                        doc,
+                        i,
+                        f"{here} has {len(items)} item(s); index {seg.position} is past the end",
+                    )
+                node, address = items[seg.position], (*address, seg.position)
+            elif isinstance(seg, Match):
+                picked = [j for j, item in enumerate(items) if _matches(item, seg)]
+                if len(picked) > 1:
+                    lines = ", ".join(str(_line(items[j])) for j in picked)
+                    raise _HardError(f"{seg} matches {len(picked)} items of {here} (lines {lines})")
+                if not picked:
+                    return _Failure(doc, i, f"no item of {here} has {_describe_match(seg, items)}")
+                node, address = items[picked[0]], (*address, picked[0])
+            else:
+                return _literal(doc, node, items, seg, segments, i, address, chain, here)
+        else:
+            what = "empty" if _is_empty(node) else f"the single value {_scalar_text(node)!r}"
+            return _Failure(doc, i, f"{here} is {what}, so it has no {seg}")
+    if isinstance(node, MappingNode | SequenceNode):
+        kind = "a mapping" if isinstance(node, MappingNode) else "a list"
+        field = format_field_path(segments)
+        return _Failure(
+            doc,
+            len(segments),
+            f"{field} (line {_line(node)}) is {kind}, not a single value",
+        )
+    assert isinstance(node, ScalarNode)
+    chain.append(node)
+    return _Target(doc, node, address, tuple(chain), key_node, None)
+
+
+def _literal(
+    doc: int,
+    seq: SequenceNode,
+    items: list[Node],
+    seg: Key,
+    segments: tuple[Segment, ...],
+    i: int,
+    address: Address,
+    chain: list[Node],
+    here: str,
+) -> _Outcome:
+    """A key segment on a list of KEY=value strings (configMapGenerator literals)."""
+    literals = [
+        (j, item)
+        for j, item in enumerate(items)
+        if isinstance(item, ScalarNode) and "=" in item.value and item.style not in ("|", ">")
+    ]
+    if items and not literals:
+        return _Failure(
+            doc,
+            i,
+            f"{here} is a list; select an item with [key=value], [=value] or an index, not {seg}",
+        )
+    hits = [(j, item) for j, item in literals if item.value.split("=", 1)[0] == seg.name]
+    if len(hits) > 1:
+        lines = ", ".join(str(_line(item)) for _, item in hits)
+        raise _HardError(
+            f"literal {seg.name!r} appears {len(hits)} times in {here} (lines {lines})"
+        )
+    if i != len(segments) - 1:
+        return _Failure(doc, i + 1, f"the literal {here}.{seg} is a single value with no fields")
+    if not hits:
+        return _Creatable(doc, seq, address, (*chain,), seg.name, literal=True)
+    j, item = hits[0]
+    assert isinstance(item, ScalarNode)
+    return _Target(doc, item, (*address, j), (*chain, item), None, seg.name)
+
+
+def _matches(item: Node, seg: Match) -> bool:
+    if seg.key == "":
+        return isinstance(item, ScalarNode) and item.value == seg.value
+    if not isinstance(item, MappingNode):
+        return False
+    return any(
+        isinstance(k, ScalarNode)
+        and k.value == seg.key
+        and isinstance(v, ScalarNode)
+        and v.value == seg.value
+        for k, v in item.value
+    )
+
+
+def _describe_match(seg: Match, items: list[Node]) -> str:
+    if seg.key == "":
+        present = [i.value for i in items if isinstance(i, ScalarNode)]
+        what = f"the value {seg.value!r}"
+    else:
+        present = [
+            v.value
+            for item in items
+            if isinstance(item, MappingNode)
+            for k, v in item.value
+            if isinstance(k, ScalarNode) and k.value == seg.key and isinstance(v, ScalarNode)
+        ]
+        what = f"{seg.key}={seg.value}"
+    if not present:
+        key = "values" if seg.key == "" else f"item with a {seg.key!r}"
+        return f"{what} (no {key} there at all)"
+    shown = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "")
+    label = "values" if seg.key == "" else f"{seg.key}s"
+    close = difflib.get_close_matches(seg.value, present, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{what} ({label} present: {shown}){hint}"
+
+
+def _single_target(path: str, field: str, docs: list[Node | None], found: list[_Target]) -> _Target:
+    if len(found) > 1:
+        names = ", ".join(_describe_doc(docs, t.doc) for t in found)
+        raise EditError(path, f"{field}: ambiguous, found in several documents ({names})")
+    return found[0]
+
+
+def _current_value(target: _Target) -> str:
+    value = str(target.node.value)
+    if target.literal_key is not None:
+        return value.split("=", 1)[1]
+    return value
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _decode(path: str, content: bytes) -> str:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EditError(path, f"not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+def _parse(path: str, field: str) -> tuple[Segment, ...]:
+    try:
+        return parse_field_path(field)
+    except ValueError as exc:
+        raise EditError(path, f"invalid field path: {exc}") from None
+
+
+def _compose(path: str, text: str) -> list[Node | None]:
+    yaml = YAML(typ="rt", pure=True)
+    try:
+        return list(yaml.compose_all(text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise EditError(path, f"not valid YAML: {problem}{where}") from None
+    except YAMLError as exc:
+        raise EditError(path, f"not valid YAML: {exc}") from None
+
+
+def _line(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _depth(outcome: _Failure) -> int:
+    return outcome.depth
+
+
+def _keys(node: MappingNode) -> str:
+    names = [k.value for k, _ in node.value if isinstance(k, ScalarNode)]
+    return ", ".join(names) if names else "(none)"
+
+
+def _suggest(name: str, node: MappingNode) -> str:
+    names = [k.value for k, _ in node.value if isinstance(k, ScalarNode)]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f" (keys present: {_keys(node)}){hint}"
+
+
+def _is_empty(node: Node | None) -> bool:
+    return node is None or (isinstance(node, ScalarNode) and node.tag == _NULL)
+
+
+def _scalar_text(node: Node | None) -> str:
+    return str(node.value) if isinstance(node, ScalarNode) else ""
+
+
+def _short(tag: str | None) -> str:
+    return (tag or "?").rsplit(":", 1)[-1]
+
+
+def _line_break(text: str, pos: int) -> str:
+    before = text.rfind("\n", 0, pos)
+    if before < 0:
+        before = text.find("\n")
+    return "\r\n" if before > 0 and text[before - 1] == "\r" else "\n"
+
+
+def _where(docs: list[Node | None], doc: int) -> str:
+    return f"in {_describe_doc(docs, doc)}: " if len(docs) > 1 else ""
+
+
+def _describe_doc(docs: list[Node | None], doc: int) -> str:
+    root = docs[doc]
+    label = f"document {doc + 1}"
+    if isinstance(root, MappingNode):
+        fields = {k.value: v for k, v in root.value if isinstance(k, ScalarNode)}
+        kind = fields.get("kind")
+        meta = fields.get("metadata")
+        name = None
+        if isinstance(meta, MappingNode):
+            name = next(
+                (v for k, v in meta.value if isinstance(k, ScalarNode) and k.value == "name"), None
+            )
+        if isinstance(kind, ScalarNode) and isinstance(name, ScalarNode):
+            label += f" ({kind.value}/{name.value})"
+        label += f", line {_line(root)}"
+    return label
