@@ -1,0 +1,333 @@
+"""Flask app: verify and parse webhook deliveries, enqueue typed events, answer fast."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn, Protocol
+
+from flask import Flask, Response, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from bot.core.events import (
+    Ignored,
+    PayloadError,
+    Ping,
+    UnsupportedEvent,
+    parse_databricks,
+    parse_github,
+    parse_mlflow,
+)
+from bot.core.signatures import (
+    DATABRICKS_HEADER,
+    GITHUB_HEADER,
+    MLFLOW_DELIVERY_HEADER,
+    MLFLOW_SIGNATURE_HEADER,
+    MLFLOW_TIMESTAMP_HEADER,
+    SignatureError,
+    verify_databricks,
+    verify_github,
+    verify_mlflow,
+)
+from bot.gateways.queue import JobQueue, NewJob
+from bot.web.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_TOLERANCE_S = 300.0
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_GITHUB_EVENT = re.compile(r"[a-z_]{1,64}")
+
+
+class WebSettings(Protocol):
+    """What the web layer reads from `bot.settings.Settings` (secrets: bytes, str or Secret)."""
+
+    @property
+    def github_webhook_secret(self) -> object: ...
+    @property
+    def mlflow_webhook_secret(self) -> object: ...
+    @property
+    def databricks_webhook_secret(self) -> object: ...
+    @property
+    def bot_login(self) -> str | None: ...
+    @property
+    def mlflow_target_repos(self) -> tuple[str, ...]: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def timestamp_tolerance_s(self) -> float: ...
+
+
+class Rejected(Exception):
+    """A delivery refused with an HTTP status, a specific message and a metrics outcome."""
+
+    def __init__(self, status: int, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.outcome = outcome
+
+
+def secret_bytes(value: object) -> bytes | None:
+    """A configured secret as bytes, or None when unset/empty (accepts bytes, str, Secret)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        raw = value
+    elif isinstance(value, str):
+        raw = value.encode()
+    elif hasattr(value, "encode"):
+        raw = value.encode()
+        if not isinstance(raw, bytes):
+            raise TypeError("secret.encode() must return bytes")
+    else:
+        raise TypeError(f"unsupported secret type {type(value).__name__}")
+    return raw or None
+
+
+def _reject(status: int, message: str, outcome: str) -> NoReturn:
+    raise Rejected(status, message, outcome)
+
+
+def _read_body(max_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > max_bytes:
+        _reject(413, f"request body exceeds the {max_bytes} byte limit", "rejected_too_large")
+    try:
+        return request.get_data(cache=True)
+    except RequestEntityTooLarge:  # chunked body that grew past MAX_CONTENT_LENGTH
+        _reject(413, f"request body exceeds the {max_bytes} byte limit", "rejected_too_large")
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        _reject(
+            400,
+            "request body is not valid JSON (the webhook content type must be application/json)",
+            "rejected_json",
+        )
+    if not isinstance(payload, dict):
+        _reject(400, "request body must be a JSON object", "rejected_json")
+    return payload
+
+
+def _signature_rejection(exc: SignatureError) -> NoReturn:
+    outcome = "rejected_timestamp" if exc.problem in ("expired", "future") else "rejected_signature"
+    _reject(401, exc.reason, outcome)
+
+
+def create_app(
+    settings: WebSettings,
+    queue: JobQueue,
+    *,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Flask:
+    """Build the web app. Raises ValueError when no GitHub webhook secret is configured."""
+    github_secret = secret_bytes(settings.github_webhook_secret)
+    if not github_secret:
+        raise ValueError(
+            "GITHUB_WEBHOOK_SECRET is not set: refusing to accept unsigned GitHub webhooks"
+        )
+    mlflow_secret = secret_bytes(settings.mlflow_webhook_secret)
+    databricks_secret = secret_bytes(settings.databricks_webhook_secret)
+    bot_login = settings.bot_login
+    target_repos = tuple(settings.mlflow_target_repos)
+    max_body = int(settings.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
+    tolerance = float(settings.timestamp_tolerance_s or DEFAULT_TOLERANCE_S)
+    m = metrics if metrics is not None else Metrics()
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = max_body
+    app.extensions["gitops_bot_metrics"] = m
+
+    def enqueue(job: NewJob) -> bool:
+        try:
+            return queue.enqueue(job)
+        except Exception as exc:  # the queue is down: the sender must retry, nothing is lost
+            log.error("enqueue failed for %s: %s", job.delivery_id, type(exc).__name__)
+            _reject(503, "job queue unavailable, retry later", "rejected_queue")
+
+    def delivery_header(name: str, source: str) -> str:
+        value = request.headers.get(name)
+        if value is None or not value.strip():
+            _reject(400, f"missing {name} header", "rejected_headers")
+        if not _DELIVERY_ID.fullmatch(value):
+            _reject(400, f"malformed {name} header", "rejected_headers")
+        g.delivery = f"{source}:{value}"
+        return value
+
+    def respond(source: str, outcome: str, status: int, body: dict[str, Any]) -> Response:
+        m.deliveries.labels(source=source, outcome=outcome).inc()
+        response = jsonify(body)
+        response.status_code = status
+        return response
+
+    def guarded(source: str, handler: Callable[[], Response]) -> Response:
+        g.delivery = "-"
+        try:
+            return handler()
+        except Rejected as exc:
+            log.warning(
+                "rejected %s delivery %s: %d %s", source, g.delivery, exc.status, exc.message
+            )
+            return respond(source, exc.outcome, exc.status, {"error": exc.message})
+
+    # ------------------------------------------------------------------ GitHub
+
+    def github() -> Response:
+        body = _read_body(max_body)
+        try:
+            verify_github(github_secret, body, request.headers.get(GITHUB_HEADER))
+        except SignatureError as exc:
+            _signature_rejection(exc)
+        delivery = delivery_header("X-GitHub-Delivery", "github")
+        event_name = request.headers.get("X-GitHub-Event")
+        if event_name is None or not event_name.strip():
+            _reject(400, "missing X-GitHub-Event header", "rejected_headers")
+        if not _GITHUB_EVENT.fullmatch(event_name):
+            _reject(400, "malformed X-GitHub-Event header", "rejected_headers")
+        payload = _json_object(body)
+        try:
+            event = parse_github(event_name, payload, bot_login=bot_login)
+        except PayloadError as exc:
+            _reject(400, f"malformed {event_name} payload: {exc}", "rejected_payload")
+        if isinstance(event, Ping):
+            return respond("github", "pong", 200, {"status": "pong"})
+        if isinstance(event, Ignored):
+            return respond("github", "ignored", 200, {"status": "ignored", "reason": event.reason})
+        queued = enqueue(
+            NewJob(
+                delivery_id=f"github:{delivery}",
+                source="github",
+                kind=event.KIND,
+                repo=event.repo or None,
+                payload=event.to_payload(),
+            )
+        )
+        if not queued:
+            return respond("github", "duplicate", 200, {"status": "duplicate"})
+        log.info("queued github %s delivery %s for %s", event.KIND, delivery, event.repo or "-")
+        return respond("github", "queued", 202, {"status": "queued"})
+
+    # ------------------------------------------------------------------ MLflow / Databricks
+
+    def registry() -> Response:
+        databricks = DATABRICKS_HEADER in request.headers
+        source = "databricks" if databricks else "mlflow"
+        secret = databricks_secret if databricks else mlflow_secret
+        if not secret:
+            variable = "DATABRICKS_WEBHOOK_SECRET" if databricks else "MLFLOW_WEBHOOK_SECRET"
+            _reject(
+                503,
+                f"{source} webhooks are not enabled: {variable} is not configured",
+                "rejected_unconfigured",
+            )
+        body = _read_body(max_body)
+        if databricks:
+            try:
+                verify_databricks(secret, body, request.headers.get(DATABRICKS_HEADER))
+            except SignatureError as exc:
+                _signature_rejection(exc)
+            # Databricks sends no delivery id; its body carries webhook id and event time.
+            delivery = hashlib.sha256(body).hexdigest()
+            g.delivery = f"databricks:{delivery[:16]}"
+        else:
+            try:
+                verify_mlflow(
+                    secret,
+                    request.headers.get(MLFLOW_DELIVERY_HEADER),
+                    request.headers.get(MLFLOW_TIMESTAMP_HEADER),
+                    body,
+                    request.headers.get(MLFLOW_SIGNATURE_HEADER),
+                    now=clock(),
+                    tolerance_s=tolerance,
+                )
+            except SignatureError as exc:
+                _signature_rejection(exc)
+            delivery = delivery_header(MLFLOW_DELIVERY_HEADER, "mlflow")
+        payload = _json_object(body)
+        try:
+            event = parse_databricks(payload) if databricks else parse_mlflow(payload)
+        except UnsupportedEvent as exc:
+            _reject(422, str(exc), "rejected_unsupported")
+        except PayloadError as exc:
+            _reject(400, f"malformed {source} payload: {exc}", "rejected_payload")
+        if isinstance(event, Ignored):
+            return respond(source, "ignored", 200, {"status": "ignored", "reason": event.reason})
+        if not target_repos:
+            _reject(
+                503,
+                "no target repository configured for registry events (MLFLOW_TARGET_REPOS)",
+                "rejected_unconfigured",
+            )
+        queued = 0
+        for repo in target_repos:
+            queued += enqueue(
+                NewJob(
+                    delivery_id=f"{source}:{delivery}:{repo}",
+                    source=source,
+                    kind=event.KIND,
+                    repo=repo,
+                    payload=event.to_payload(),
+                )
+            )
+        if not queued:
+            return respond(source, "duplicate", 200, {"status": "duplicate"})
+        log.info("queued %s %s delivery %s for %d repos", source, event.KIND, g.delivery, queued)
+        return respond(source, "queued", 202, {"status": "queued", "jobs": queued})
+
+    @app.post("/webhooks/github")
+    def github_webhook() -> Response:
+        return guarded("github", github)
+
+    @app.post("/webhooks/mlflow")
+    def mlflow_webhook() -> Response:
+        return guarded("databricks" if DATABRICKS_HEADER in request.headers else "mlflow", registry)
+
+    # ------------------------------------------------------------------ operations
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        try:
+            queue.ping()
+        except Exception as exc:
+            log.warning("readiness check failed: job queue unavailable (%s)", type(exc).__name__)
+            return jsonify({"status": "unavailable", "error": "job queue unavailable"}), 503
+        return jsonify({"status": "ready"}), 200
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(m.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        if status == 413:
+            m.deliveries.labels(source="unknown", outcome="rejected_too_large").inc()
+        return jsonify({"error": exc.description or exc.name}), status
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            m.request_duration.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        return response
+
+    return app
