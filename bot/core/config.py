@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from bot.core.errors import ConfigError, ConfigIssue
+from bot.core.fieldpath import parse_field_path
 from bot.core.types import Approvals, Config, Environment, Model, SetRule, TrafficRule, Trigger
 
 PLACEHOLDERS = ("storage_uri", "version", "model", "registry_name", "run_id")
@@ -74,35 +75,10 @@ def find_config_line(text: str, path: Sequence[PathPart]) -> int | None:
 
 def check_field_path(path: str) -> str | None:
     """Why `path` is not a valid Kustomize field path (`a.b.[key=value].c`), or None."""
-    if not path:
-        return "is empty"
-    depth, segment_start = 0, 0
-    segments: list[str] = []
-    for i, char in enumerate(path):
-        if char == "[":
-            if depth:
-                return f"has a '[' inside brackets at position {i + 1}"
-            depth = 1
-        elif char == "]":
-            if not depth:
-                return f"has an unmatched ']' at position {i + 1}"
-            depth = 0
-        elif char == "." and not depth:
-            segments.append(path[segment_start:i])
-            segment_start = i + 1
-    if depth:
-        return "has an unclosed '['"
-    segments.append(path[segment_start:])
-    for segment in segments:
-        if not segment:
-            return "has an empty segment (two dots in a row, or a leading or trailing dot)"
-        if segment.startswith("["):
-            if not segment.endswith("]"):
-                return f"segment {segment!r} has text after ']'"
-            if "=" not in segment:
-                return f"selector {segment!r} is not of the form [key=value]"
-        elif "[" in segment or "]" in segment:
-            return f"segment {segment!r} mixes a key and a selector; write key.[name=value]"
+    try:
+        parse_field_path(path)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -489,7 +465,7 @@ def _check_file(
 def _check_field(check: _Checker, where: list[PathPart], field: str) -> None:
     problem = check_field_path(field)
     if problem:
-        check.add(where, f"field path {field!r} {problem}")
+        check.add(where, problem)
 
 
 def _check_template(check: _Checker, where: list[PathPart], value: str) -> None:
