@@ -102,6 +102,10 @@ def parse_meta(body: str) -> dict[str, object] | None:
     return None
 
 
+def _first_line(body: str) -> str:
+    return body.split("\n", 1)[0].rstrip("\r")
+
+
 @dataclass(frozen=True)
 class PartMarker:
     kind: str  # PART_MARKER or DIFF_PART_MARKER
@@ -111,7 +115,7 @@ class PartMarker:
 
 def parse_part(body: str) -> PartMarker | None:
     """The `part i/N` marker on the first line of a follow-up comment, if any."""
-    m = _PART_LINE.match(body.split("\n", 1)[0])
+    m = _PART_LINE.match(_first_line(body))
     if not m:
         return None
     return PartMarker(m.group(1), int(m.group(2)), int(m.group(3)))
@@ -119,7 +123,7 @@ def parse_part(body: str) -> PartMarker | None:
 
 def is_diff_comment(body: str) -> bool:
     """True for the first (main) diff comment of a human PR."""
-    return body.split("\n", 1)[0] == DIFF_MARKER
+    return _first_line(body) == DIFF_MARKER
 
 
 # --------------------------------------------------------------------------- environments
