@@ -12,11 +12,13 @@ from bot.core.report import (
     DIFF_PART_MARKER,
     GITHUB_TEXT_LIMIT,
     PART_MARKER,
+    comment_marker,
     is_diff_comment,
     meta_marker,
     parse_meta,
     parse_part,
     pr_title,
+    render_diff_check_summary,
     render_diff_comment,
     render_pull_request,
     render_status,
@@ -575,6 +577,18 @@ def test_diff_comment_with_thousands_of_overlays_stays_within_the_limit() -> Non
         assert_well_formed(comment)
     assert re.search(r"… and [\d,]+ more", comments[0])
     assert sum(c.count("<details>") for c in comments) == 2000
+
+
+def test_diff_check_summary_is_inline_when_it_fits_and_never_cut_mid_fence() -> None:
+    small = [env_diff("staging", changes=(STORAGE_CHANGE,), unified_diff=SMALL_DIFF)]
+    summary = render_diff_check_summary(small, head_sha="abc")
+    _, blocks = assert_well_formed(summary, 65535)
+    assert SMALL_DIFF.rstrip("\n") in blocks
+    big = [env_diff(f"env{i}", unified_diff=big_diff(30_000, f"e{i}")) for i in range(4)]
+    summary = render_diff_check_summary(big, head_sha="abc")
+    assert_well_formed(summary, 65535)
+    assert summary == render_diff_comment(big, head_sha="abc")[0]
+    assert comment_marker(summary) == DIFF_MARKER
 
 
 def test_empty_diff_comment_says_no_overlay_is_affected() -> None:

@@ -121,6 +121,11 @@ def parse_part(body: str) -> PartMarker | None:
     return PartMarker(m.group(1), int(m.group(2)), int(m.group(3)))
 
 
+def comment_marker(body: str) -> str:
+    """The hidden marker that identifies a rendered comment (its first line), for upserts."""
+    return _first_line(body)
+
+
 def is_diff_comment(body: str) -> bool:
     """True for the first (main) diff comment of a human PR."""
     return _first_line(body) == DIFF_MARKER
@@ -333,15 +338,7 @@ def render_pull_request(plan: Plan, *, limit: int = GITHUB_TEXT_LIMIT) -> PullRe
 # --------------------------------------------------------------------------- human PR diff
 
 
-def render_diff_comment(
-    diffs: Sequence[EnvironmentDiff], *, head_sha: str, limit: int = GITHUB_TEXT_LIMIT
-) -> tuple[str, ...]:
-    """The rendered-diff comment for a PR not opened by the bot: 1..N comment bodies.
-
-    The first starts with `<!-- gitops-bot:diff -->`, any others with
-    `<!-- gitops-bot:diff-part i/N -->`.
-    """
-
+def _split_diff_comment(diffs: Sequence[EnvironmentDiff], *, head_sha: str, limit: int) -> _Split:
     def render_main(blocks: list[str], parts_total: int, max_rows: int) -> str:
         return render_template(
             "diff_comment.md.j2",
@@ -363,5 +360,24 @@ def render_diff_comment(
             blocks=blocks,
         )
 
-    split = _split(diffs, limit=limit, render_main=render_main, render_part=render_part)
+    return _split(diffs, limit=limit, render_main=render_main, render_part=render_part)
+
+
+def render_diff_comment(
+    diffs: Sequence[EnvironmentDiff], *, head_sha: str, limit: int = GITHUB_TEXT_LIMIT
+) -> tuple[str, ...]:
+    """The rendered-diff comment for a PR not opened by the bot: 1..N comment bodies.
+
+    The first starts with `<!-- gitops-bot:diff -->`, any others with
+    `<!-- gitops-bot:diff-part i/N -->`.
+    """
+    split = _split_diff_comment(diffs, head_sha=head_sha, limit=limit)
     return (split.main, *split.parts)
+
+
+def render_diff_check_summary(
+    diffs: Sequence[EnvironmentDiff], *, head_sha: str, limit: int = CHECK_TEXT_LIMIT
+) -> str:
+    """Check-run summary for a human PR: every detail inline if it fits, else the summary."""
+    split = _split_diff_comment(diffs, head_sha=head_sha, limit=limit)
+    return split.inline if len(split.inline) <= limit else split.main
