@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.graph import KustomizationGraph, affected_overlays, overlay_files
+from bot.core.graph import KustomizationGraph, ParseCache, affected_overlays, overlay_files
 
 REPO = Path(__file__).parent / "data" / "graph" / "repo"
 OVERLAYS = [
@@ -251,9 +251,9 @@ def generated_repo(n: int) -> dict[str, bytes]:
     for i in range(n):
         d = f"overlays/env-{i:03d}"
         repo[f"{d}/kustomization.yaml"] = (
-            b"resources: [../../base]\npatches: [{path: patch.yaml}]\n"
-            b"configMapGenerator: [{name: c, files: [values.json]}]\n"
-        )
+            f"namespace: env-{i}\nresources: [../../base]\npatches: [{{path: patch.yaml}}]\n"
+            "configMapGenerator: [{name: c, files: [values.json]}]\n"
+        ).encode()
         repo[f"{d}/patch.yaml"] = f"kind: Deployment\nmetadata: {{name: app-{i}}}\n".encode()
         repo[f"{d}/values.json"] = b"{}"
     return repo
@@ -277,8 +277,42 @@ def test_large_repo_reads_only_kustomization_files_and_never_lists_the_snapshot(
     assert set(base.read) == kustomizations
 
 
+def test_identical_kustomization_content_is_parsed_once_across_base_and_head():
+    files = generated_repo(20)
+    cache = ParseCache()
+    base, head = KustomizationGraph(files, cache), KustomizationGraph(dict(files), cache)
+    for graph in (base, head):
+        for i in range(20):
+            graph.closure(f"overlays/env-{i:03d}")
+    assert cache.parses == 21
+
+
+def test_parse_cache_recovers_after_invalid_yaml():
+    cache = ParseCache()
+    assert cache.load(b"a: [")[0] is None
+    assert cache.load(b"resources: [x]\n") == ({"resources": ["x"]}, "")
+
+
 def test_graph_parses_each_directory_once():
     graph = KustomizationGraph(generated_repo(50))
     for i in range(50):
         graph.closure(f"overlays/env-{i:03d}")
     assert graph.parses == 51
+
+
+def test_parse_cache_is_bounded_and_evicts_oldest_first():
+    cache = ParseCache(max_entries=2)
+    for doc in (b"a: 1", b"b: 1", b"c: 1", b"c: 1", b"a: 1"):
+        cache.load(doc)
+    assert cache.parses == 4
+
+
+def test_a_long_lived_cache_makes_a_repeat_run_parse_nothing():
+    files = generated_repo(30)
+    overlays = [f"overlays/env-{i:03d}" for i in range(30)]
+    cache = ParseCache()
+    affected_overlays(files, files, overlays, ["base/deploy.yaml"], cache)
+    before = cache.parses
+    result = affected_overlays(files, files, overlays, ["overlays/env-007/patch.yaml"], cache)
+    assert result == ["overlays/env-007"]
+    assert (before, cache.parses) == (31, 31)

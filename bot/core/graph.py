@@ -163,7 +163,37 @@ class _Collector:
             self.missing.append(path)
 
 
-def parse_kustomization(snapshot: Snapshot, directory: str) -> Kustomization:
+class ParseCache:
+    """YAML parses keyed by file content, so identical kustomizations (base and head of
+    the same file, most of the time) are parsed once. Keep one alive across jobs to make
+    repeat runs on a repository nearly free; not thread-safe (one per thread)."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self.parses = 0  # YAML parses actually run (for cost tests and metrics)
+        self.max_entries = max_entries
+        self._docs: dict[bytes, tuple[object, str]] = {}
+        self._yaml = YAML(typ="safe")
+
+    def load(self, content: bytes) -> tuple[object, str]:
+        """(document, "") or (None, problem description)."""
+        found = self._docs.get(content)
+        if found is None:
+            self.parses += 1
+            try:
+                found = (self._yaml.load(content), "")
+            except YAMLError as exc:
+                found = (None, f"invalid YAML: {_one_line(str(exc))}")
+            except ValueError as exc:  # undecodable bytes
+                found = (None, f"unreadable: {_one_line(str(exc))}")
+            if len(self._docs) >= self.max_entries:
+                del self._docs[next(iter(self._docs))]  # oldest first
+            self._docs[content] = found
+        return found
+
+
+def parse_kustomization(
+    snapshot: Snapshot, directory: str, cache: ParseCache | None = None
+) -> Kustomization:
     """Parse one directory's kustomization file and resolve its references."""
     file = kustomization_file(snapshot, directory)
     if file is None:
@@ -177,14 +207,9 @@ def parse_kustomization(snapshot: Snapshot, directory: str) -> Kustomization:
     if others:
         col.problems.append(f"{directory or '.'}: more than one kustomization file")
         col.files.extend(_join(directory, n) for n in others)
-    try:
-        doc = YAML(typ="safe").load(snapshot[file])
-    except YAMLError as exc:
-        col.problems.append(f"{file}: invalid YAML: {_one_line(str(exc))}")
-        doc = None
-    except ValueError as exc:  # undecodable bytes
-        col.problems.append(f"{file}: unreadable: {_one_line(str(exc))}")
-        doc = None
+    doc, problem = (cache or ParseCache()).load(snapshot[file])
+    if problem:
+        col.problems.append(f"{file}: {problem}")
     uses_helm = False
     if doc is not None and not isinstance(doc, dict):
         col.problems.append(f"{file}: not a mapping")
@@ -248,7 +273,7 @@ class KustomizationGraph:
     """Lazily parsed kustomization graph of one snapshot; each directory is parsed once."""
 
     snapshot: Snapshot
-    parses: int = 0  # kustomization files parsed so far (for cost tests and metrics)
+    cache: ParseCache = field(default_factory=ParseCache)  # may be shared between graphs
     _dirs: dict[str, Kustomization] = field(default_factory=dict, repr=False)
     _closures: dict[str, Closure] = field(default_factory=dict, repr=False)
 
@@ -256,11 +281,14 @@ class KustomizationGraph:
         directory = normalize_dir(directory)
         found = self._dirs.get(directory)
         if found is None:
-            found = parse_kustomization(self.snapshot, directory)
-            if found.file is not None:
-                self.parses += 1
+            found = parse_kustomization(self.snapshot, directory, self.cache)
             self._dirs[directory] = found
         return found
+
+    @property
+    def parses(self) -> int:
+        """YAML parses run by this graph's cache (shared caches count for all graphs)."""
+        return self.cache.parses
 
     def closure(self, overlay: str) -> Closure:
         overlay = normalize_dir(overlay)
@@ -351,10 +379,12 @@ def affected_overlays(
     snapshot_head: Snapshot,
     overlays: Sequence[str],
     changed_paths: Collection[str],
+    cache: ParseCache | None = None,
 ) -> list[str]:
     """Overlays (in the given order) whose build, at base or head, loads a changed path."""
-    base = KustomizationGraph(snapshot_base)
-    head = KustomizationGraph(snapshot_head)
+    cache = cache or ParseCache()
+    base = KustomizationGraph(snapshot_base, cache)
+    head = KustomizationGraph(snapshot_head, cache)
     changed = frozenset(changed_paths)
     out: list[str] = []
     for overlay in overlays:

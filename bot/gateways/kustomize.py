@@ -19,7 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.core.graph import MISSING_OVERLAY_ERROR, Closure, KustomizationGraph, normalize_dir
+from bot.core.graph import (
+    MISSING_OVERLAY_ERROR,
+    Closure,
+    KustomizationGraph,
+    ParseCache,
+    normalize_dir,
+)
 from bot.core.types import RenderResult, Snapshot
 
 MiB = 1024 * 1024
@@ -103,9 +109,11 @@ def materialise(snapshot: Snapshot, paths: Iterable[str], root: str) -> list[str
     return written
 
 
-def closures(snapshot: Snapshot, overlays: Sequence[str]) -> dict[str, Closure]:
-    """The graph closure of each overlay (the kustomization graph is parsed once)."""
-    graph = KustomizationGraph(snapshot)
+def closures(
+    snapshot: Snapshot, overlays: Sequence[str], cache: ParseCache | None = None
+) -> dict[str, Closure]:
+    """The graph closure of each overlay (each kustomization is parsed once)."""
+    graph = KustomizationGraph(snapshot, cache or ParseCache())
     return {overlay: graph.closure(overlay) for overlay in overlays}
 
 
@@ -200,8 +208,9 @@ class Renderer:
         An overlay whose build inputs are byte-identical on both sides is rendered once.
         """
         names = [normalize_dir(o) for o in overlays]
-        base_c = closures(base, names)
-        head_c = closures(head, names)
+        cache = ParseCache()
+        base_c = closures(base, names, cache)
+        head_c = closures(head, names, cache)
         same = {
             o
             for o in names
