@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import posixpath
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -153,7 +154,7 @@ def _apply_one(path: str, text: str, field: str, value: str | int) -> tuple[str,
     found = [o for o in outcomes if isinstance(o, _Target)]
     if found:
         target = _single_target(path, field, docs, found)
-        return _replace(path, field, text, docs, segments, target, value)
+        return _replace(path, field, text, docs, target, value)
     creatable = [o for o in outcomes if isinstance(o, _Creatable)]
     if len(creatable) > 1:
         names = ", ".join(_describe_doc(docs, c.doc) for c in creatable)
@@ -161,7 +162,7 @@ def _apply_one(path: str, text: str, field: str, value: str | int) -> tuple[str,
             path, f"{field}: ambiguous, the key could be created in several documents ({names})"
         )
     if creatable:
-        return _create(path, field, text, docs, segments, creatable[0], value)
+        return _create(path, field, text, docs, creatable[0], value)
     failures = [o for o in outcomes if isinstance(o, _Failure)]
     if not failures:
         raise EditError(path, f"{field}: the file contains no YAML document")
@@ -174,7 +175,6 @@ def _replace(
     field: str,
     text: str,
     docs: list[Node | None],
-    segments: tuple[Segment, ...],
     target: _Target,
     value: str | int,
 ) -> tuple[str, str | None, str]:
@@ -209,7 +209,7 @@ def _replace(
     failure = ""
     for rendered, tag in candidates:
         result = text[:start] + prefix + rendered + text[end:]
-        failure = _verify(path, result, docs, segments, target.doc, target.address, expect, tag)
+        failure = _verify(path, result, docs, target.doc, target.address, expect, tag)
         if not failure:
             return result, old, new
     raise EditError(path, f"{field}: cannot write {new!r} here safely: {failure}")
@@ -220,7 +220,6 @@ def _create(
     field: str,
     text: str,
     docs: list[Node | None],
-    segments: tuple[Segment, ...],
     spot: _Creatable,
     value: str | int,
 ) -> tuple[str, str | None, str]:
@@ -244,9 +243,7 @@ def _create(
         result = _insert_entry(path, field, text, parent, entry, spot.literal)
         child = len(parent.value)
         child_address = spot.address + ((2 * child + 1,) if not spot.literal else (child,))
-        failure = _verify(
-            path, result, docs, segments, spot.doc, child_address, expect, tag, added=True
-        )
+        failure = _verify(path, result, docs, spot.doc, child_address, expect, tag, added=True)
         if not failure:
             return result, None, new
     raise EditError(path, f"{field}: cannot add {new!r} here safely: {failure}")
@@ -384,7 +381,6 @@ def _verify(
     path: str,
     result: str,
     old_docs: list[Node | None],
-    segments: tuple[Segment, ...],
     doc: int,
     address: Address,
     expect: str,
@@ -398,15 +394,10 @@ def _verify(
         return f"the result would not parse ({exc})"
     if len(new_docs) != len(old_docs):
         return "the result would change the number of documents"
-    field = format_field_path(segments)
-    try:
-        outcomes = _resolve_all(path, field, new_docs, segments)
-    except EditError as exc:
-        return str(exc)
-    found = [o for o in outcomes if isinstance(o, _Target)]
-    if len(found) != 1 or found[0].doc != doc or found[0].address != address:
-        return "the result would not resolve to the same place"
-    node = found[0].node
+    # Found by address, not by path: the edit may change a value a selector matched on.
+    node = _node_at(new_docs[doc], address)
+    if not isinstance(node, ScalarNode):
+        return "the result would not have a single value in the same place"
     if node.value != expect or node.tag != tag:
         return f"the result would read back as {node.value!r} ({_short(node.tag)})"
     for i, (before, after) in enumerate(zip(old_docs, new_docs, strict=True)):
@@ -420,6 +411,18 @@ def _verify(
         if not same:
             return "the result would change other values in the file"
     return ""
+
+
+def _node_at(root: Node | None, address: Address) -> Node | None:
+    node = root
+    for step in address:
+        if isinstance(node, MappingNode) and step // 2 < len(node.value):
+            node = node.value[step // 2][step % 2]
+        elif isinstance(node, SequenceNode) and step < len(node.value):
+            node = node.value[step]
+        else:
+            return None
+    return node
 
 
 def _fingerprint(
@@ -560,11 +563,8 @@ def _resolve(doc: int, root: Node | None, segments: tuple[Segment, ...]) -> _Out
             return _Failure(doc, i, f"{here} is {what}, so it has no {seg}")
     if isinstance(node, MappingNode | SequenceNode):
         kind = "a mapping" if isinstance(node, MappingNode) else "a list"
-        field = format_field_path(segments)
         return _Failure(
-            doc,
-            len(segments),
-            f"{field} (line {_line(node)}) is {kind}, not a single value",
+            doc, len(segments), f"the target (line {_line(node)}) is {kind}, not a single value"
         )
     assert isinstance(node, ScalarNode)
     chain.append(node)
@@ -678,9 +678,9 @@ def _parse(path: str, field: str) -> tuple[Segment, ...]:
 
 
 def _compose(path: str, text: str) -> list[Node | None]:
-    yaml = YAML(typ="rt", pure=True)
+    yaml = YAML(typ="safe", pure=True)
     try:
-        return list(yaml.compose_all(text))
+        return list(yaml.compose_all(_TRAILING_TABS.sub(_spaces, text)))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -688,6 +688,16 @@ def _compose(path: str, text: str) -> list[Node | None]:
         raise EditError(path, f"not valid YAML: {problem}{where}") from None
     except YAMLError as exc:
         raise EditError(path, f"not valid YAML: {exc}") from None
+
+
+# ruamel.yaml (like PyYAML) rejects a tab after a token, which YAML and Kustomize allow. Trailing
+# whitespace is never part of a value outside block scalars (which are not edited), so the
+# parser sees tabs there as spaces; offsets are unchanged and the file itself is left alone.
+_TRAILING_TABS = re.compile(r"[ \t]*\t[ \t]*(?=\r?\n|\r|$)")
+
+
+def _spaces(match: re.Match[str]) -> str:
+    return " " * len(match.group(0))
 
 
 def _line(node: Node) -> int:

@@ -1,0 +1,661 @@
+"""Format-preserving overlay edits: only the target value changes, errors are precise."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from bot.core.errors import EditError
+from bot.core.overlays import apply_edits, read_field, safe_repo_path
+
+DATA = Path(__file__).parent / "data" / "overlays"
+
+
+def fixture(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+def offset_after(content: bytes, context: bytes) -> int:
+    """Index just after ``context``, which must occur exactly once."""
+    assert content.count(context) == 1, f"context {context!r} is not unique"
+    return content.index(context) + len(context)
+
+
+def assert_only_span_changed(
+    before: bytes, after: bytes, start: int, old: bytes, new: bytes
+) -> None:
+    """``before`` and ``after`` are identical except ``old`` -> ``new`` at ``start``."""
+    assert before[start : start + len(old)] == old, before[start : start + len(old) + 20]
+    assert after[start : start + len(new)] == new, after[start : start + len(new) + 20]
+    assert before[:start] == after[:start]
+    assert before[start + len(old) :] == after[start + len(new) :]
+
+
+def edit(name: str, field: str, value: str | int, content: bytes | None = None) -> bytes:
+    before = fixture(name) if content is None else content
+    after, _ = apply_edits(name, before, [(field, value)])
+    return after
+
+
+def load_all(content: bytes) -> list[object]:
+    """Independent reader for checking results (trailing tabs made spaces: ruamel rejects them)."""
+    text = re.sub(r"\t(?=[ \t]*(\r?\n|$))", " ", content.decode("utf-8-sig"))
+    return list(YAML(typ="safe", pure=True).load_all(text))
+
+
+# --------------------------------------------------------------------------- kustomization.yaml
+
+
+KUST = "kustomization.yaml"
+
+
+def test_image_new_tag_edit_keeps_double_quotes_and_the_rest_of_the_file() -> None:
+    before = fixture(KUST)
+    after, applied = apply_edits(KUST, before, [("images.[name=fraud-detector].newTag", "v42")])
+    start = offset_after(before, b"ml/fraud-detector\n    newTag: ")
+    assert_only_span_changed(before, after, start, b'"v41"', b'"v42"')
+    assert applied == (("images.[name=fraud-detector].newTag", "v41", "v42"),)
+
+
+def test_image_new_name_edit_changes_only_the_plain_value() -> None:
+    before = fixture(KUST)
+    after = edit(KUST, "images.[name=fraud-detector].newName", "ghcr.io/acme/fraud")
+    start = offset_after(before, b"newName: ")
+    assert_only_span_changed(
+        before, after, start, b"registry.example.com/ml/fraud-detector", b"ghcr.io/acme/fraud"
+    )
+
+
+def test_image_digest_edit_changes_only_the_digest() -> None:
+    before = fixture(KUST)
+    digest = "sha256:" + "ab" * 32
+    after = edit(KUST, "images.[name=feature-proxy].digest", digest)
+    start = offset_after(before, b"digest: ")
+    assert_only_span_changed(before, after, start, b"sha256:" + b"0" * 64, digest.encode())
+
+
+def test_missing_image_digest_is_created_as_one_line_aligned_with_its_siblings() -> None:
+    before = fixture(KUST)
+    after, applied = apply_edits(
+        KUST, before, [("images.[name=fraud-detector].digest", "sha256:" + "1" * 64)]
+    )
+    start = offset_after(before, b'newTag: "v41"\n')
+    line = b"    digest: sha256:" + b"1" * 64 + b"\n"
+    assert_only_span_changed(before, after, start, b"", line)
+    assert applied == (("images.[name=fraud-detector].digest", None, "sha256:" + "1" * 64),)
+
+
+def test_config_map_generator_literal_value_is_edited_in_place() -> None:
+    before = fixture(KUST)
+    field = "configMapGenerator.[name=model-settings].literals.MODEL_URI"
+    after, applied = apply_edits(KUST, before, [(field, "s3://models/fraud-detector/42")])
+    start = offset_after(before, b"  - MODEL_URI=s3://models/fraud-detector/")
+    assert_only_span_changed(before, after, start, b"41", b"42")
+    assert applied == ((field, "s3://models/fraud-detector/41", "s3://models/fraud-detector/42"),)
+
+
+def test_single_quoted_literal_keeps_its_quotes_and_escapes_apostrophes() -> None:
+    before = fixture(KUST)
+    after = edit(KUST, "configMapGenerator.[name=model-settings].literals.THRESHOLD", "o'k")
+    start = offset_after(before, b"'THRESHOLD=")
+    assert_only_span_changed(before, after, start, b"0.75'", b"o''k'")
+
+
+def test_double_quoted_literal_keeps_its_quotes() -> None:
+    before = fixture(KUST)
+    after = edit(KUST, "configMapGenerator.[name=model-settings].literals.LOG_LEVEL", "debug")
+    start = offset_after(before, b'"LOG_LEVEL=')
+    assert_only_span_changed(before, after, start, b'info"', b'debug"')
+
+
+def test_missing_literal_is_appended_as_a_list_item_aligned_with_the_others() -> None:
+    before = fixture(KUST)
+    field = "configMapGenerator.[name=model-settings].literals.MODEL_VERSION"
+    after, applied = apply_edits(KUST, before, [(field, "42")])
+    start = offset_after(before, b'"LOG_LEVEL=info"\n')
+    assert_only_span_changed(before, after, start, b"", b"  - MODEL_VERSION=42\n")
+    assert applied == ((field, None, "42"),)
+
+
+def test_literal_whose_new_text_would_start_a_comment_is_quoted() -> None:
+    before = fixture(KUST)
+    field = "configMapGenerator.[name=model-settings].literals.MODEL_URI"
+    after = edit(KUST, field, "a #b")
+    start = offset_after(before, b"  literals:\n  - ")
+    old = b"MODEL_URI=s3://models/fraud-detector/41"
+    assert_only_span_changed(before, after, start, old, b'"MODEL_URI=a #b"')
+    assert read_field(KUST, after, field) == "a #b"
+
+
+def test_item_of_a_flow_list_next_to_other_items_is_edited_alone() -> None:
+    before = fixture(KUST)
+    after = edit(KUST, "resources.1", "model-config-v2.yaml")
+    start = offset_after(before, b"resources: [../../base, ")
+    assert_only_span_changed(before, after, start, b"model-config.yaml", b"model-config-v2.yaml")
+
+
+def test_boolean_field_in_a_flow_mapping_stays_a_plain_boolean() -> None:
+    before = fixture(KUST)
+    after = edit(KUST, "configMapGenerator.0.options.disableNameSuffixHash", "false")
+    start = offset_after(before, b"{disableNameSuffixHash: ")
+    assert_only_span_changed(before, after, start, b"true", b"false")
+
+
+# --------------------------------------------------------------------------- patches
+
+
+PATCH = "experiment-patch.yaml"
+
+
+def test_integer_weights_are_written_plain_and_keep_inline_comments() -> None:
+    before = fixture(PATCH)
+    after, applied = apply_edits(
+        PATCH,
+        before,
+        [
+            ("spec.candidates.[name=fraud-v1-baseline].weight", 70),
+            ("spec.candidates.[name=fraud-v2-candidate].weight", 30),
+        ],
+    )
+    assert applied == (
+        ("spec.candidates.[name=fraud-v1-baseline].weight", "90", "70"),
+        ("spec.candidates.[name=fraud-v2-candidate].weight", "10", "30"),
+    )
+    expected = before.replace(b"weight: 90    # percent", b"weight: 70    # percent").replace(
+        b"weight: 10\n", b"weight: 30\n"
+    )
+    assert after == expected
+    docs = load_all(after)
+    assert [c["weight"] for c in docs[0]["spec"]["candidates"]] == [70, 30]  # type: ignore[index]
+
+
+def test_string_value_for_an_integer_field_stays_a_plain_integer() -> None:
+    before = fixture(PATCH)
+    after = edit(PATCH, "spec.candidates.[name=fraud-v2-candidate].weight", "25")
+    start = offset_after(before, b"fraud-v2-candidate\n    weight: ")
+    assert_only_span_changed(before, after, start, b"10", b"25")
+
+
+def test_integer_value_replaces_a_quoted_string_with_a_plain_integer() -> None:
+    before = fixture(PATCH)
+    after = edit(PATCH, "spec.candidates.[name=fraud-v2-candidate].version", 3)
+    start = offset_after(before, b"weight: 10\n    version: ")
+    assert_only_span_changed(before, after, start, b'"2"', b"3")
+
+
+# --------------------------------------------------------------------------- plain manifests
+
+
+CFG = "model-config.yaml"
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("s3://models/fraud-detector/42", b"s3://models/fraud-detector/42"),
+        ("v8", b"v8"),
+        ("0", b'"0"'),
+        ("true", b'"true"'),
+        ("yes", b'"yes"'),  # YAML 1.1 boolean: quoted for 1.1 readers
+        ("1.0", b'"1.0"'),
+        ("null", b'"null"'),
+        ("#34577c", b'"#34577c"'),
+        (">=1.0.0", b'">=1.0.0"'),
+        ("a: b", b'"a: b"'),
+        ("x #y", b'"x #y"'),
+        ("- item", b'"- item"'),
+        ("", b'""'),
+        (" padded ", b'" padded "'),
+        ('say "hi" \\o/', b'say "hi" \\o/'),  # quotes inside a plain scalar are fine
+        ('"hi" \\o/', b'"\\"hi\\" \\\\o/"'),
+        ("'hi'", b"\"'hi'\""),
+        ("[a]", b'"[a]"'),
+        ("*ref", b'"*ref"'),
+    ],
+)
+def test_plain_value_is_quoted_only_when_yaml_would_read_it_as_something_else(
+    value: str, written: bytes
+) -> None:
+    before = fixture(CFG)
+    after = edit(CFG, "data.fraud-v2-storage-uri", value)
+    start = offset_after(before, b"fraud-v2-storage-uri: ")
+    assert_only_span_changed(before, after, start, b"s3://models/fraud-detector/41", written)
+    assert load_all(after)[0]["data"]["fraud-v2-storage-uri"] == value  # type: ignore[index]
+
+
+def test_trailing_spaces_after_a_plain_value_survive() -> None:
+    after = edit(CFG, "data.fraud-v2-storage-uri", "s3://x")
+    assert b"  fraud-v2-storage-uri: s3://x   \n" in after
+
+
+def test_quoted_zero_keeps_its_quotes() -> None:
+    before = fixture(CFG)
+    after = edit(CFG, "data.replicas-hint", "1")
+    start = offset_after(before, b"replicas-hint: ")
+    assert_only_span_changed(before, after, start, b'"0"', b'"1"')
+
+
+def test_single_quoted_value_keeps_quotes_and_the_tab_after_it() -> None:
+    before = fixture(CFG)
+    after = edit(CFG, "data.owner", "o'brien")
+    start = offset_after(before, b"owner: ")
+    assert_only_span_changed(before, after, start, b"'ml-platform'", b"'o''brien'")
+    assert b"'o''brien'\t\n  \n" in after
+
+
+def test_double_quoted_value_with_escapes_is_replaced_with_correct_escapes() -> None:
+    before = fixture(CFG)
+    after = edit(CFG, "data.escaped", 'tab\there "quoted" back\\slash')
+    start = offset_after(before, b"escaped: ")
+    old = b'"tab\\there \\"q\\""'
+    assert_only_span_changed(before, after, start, old, b'"tab\\there \\"quoted\\" back\\\\slash"')
+    assert read_field(CFG, after, "data.escaped") == 'tab\there "quoted" back\\slash'
+
+
+@pytest.mark.parametrize("field", ["data.[feature.flag]", "data.feature\\.flag"])
+def test_key_containing_a_dot_is_addressed_with_brackets_or_an_escape(field: str) -> None:
+    before = fixture(CFG)
+    after = edit(CFG, field, "false")
+    start = offset_after(before, b"feature.flag: ")
+    assert_only_span_changed(before, after, start, b'"true"', b'"false"')
+
+
+def test_last_value_of_a_file_without_final_newline_stays_without_newline() -> None:
+    before = fixture(CFG)
+    assert not before.endswith(b"\n")
+    after = edit(CFG, "data.threshold", "0.9")
+    assert_only_span_changed(before, after, len(before) - 4, b"0.75", b"0.9")
+
+
+def test_key_created_at_the_end_of_a_file_without_final_newline_adds_no_final_newline() -> None:
+    before = fixture(CFG)
+    after = edit(CFG, "data.new-key", "value")
+    assert_only_span_changed(before, after, len(before), b"", b"\n  new-key: value")
+
+
+def test_annotation_with_dots_and_slash_in_its_key_is_edited() -> None:
+    before = fixture(CFG)
+    after = edit(CFG, "metadata.annotations.[config.kubernetes.io/origin]", "bot")
+    start = offset_after(before, b"origin: ")
+    assert_only_span_changed(before, after, start, b'"gitops"', b'"bot"')
+
+
+DEPLOY = "deployment.yaml"
+
+
+def test_container_image_selected_by_name_is_edited() -> None:
+    before = fixture(DEPLOY)
+    field = "spec.template.spec.containers.[name=server].image"
+    after = edit(DEPLOY, field, "registry.example.com/ml/fraud-detector:v42")
+    start = offset_after(before, b"fraud-detector:v")
+    assert_only_span_changed(before, after, start, b"41", b"42")
+
+
+def test_numeric_index_addresses_a_list_item() -> None:
+    before = fixture(DEPLOY)
+    after = edit(DEPLOY, "spec.template.spec.containers.1.image", "envoyproxy/envoy:v1.31.0")
+    start = offset_after(before, b"envoyproxy/envoy:v1.3")
+    assert_only_span_changed(before, after, start, b"0.1", b"1.0")
+
+
+def test_env_value_in_a_differently_indented_list_keeps_its_quotes() -> None:
+    before = fixture(DEPLOY)
+    field = "spec.template.spec.containers.[name=server].env.[name=WORKERS].value"
+    after = edit(DEPLOY, field, "8")
+    start = offset_after(before, b'value: "')
+    assert_only_span_changed(before, after, start, b"4", b"8")
+
+
+def test_primitive_list_item_selected_by_value_in_a_flow_list() -> None:
+    before = fixture(DEPLOY)
+    after = edit(DEPLOY, "spec.template.spec.containers.0.args.[=--verbose]", "--debug")
+    start = offset_after(before, b'"8080", ')
+    assert_only_span_changed(before, after, start, b"--verbose", b"--debug")
+
+
+def test_value_in_a_flow_mapping_is_edited_and_new_keys_join_the_flow_mapping() -> None:
+    before = fixture(DEPLOY)
+    after = edit(DEPLOY, "metadata.labels.tier", "serving")
+    start = offset_after(before, b"tier: ")
+    assert_only_span_changed(before, after, start, b"model", b"serving")
+    after = edit(DEPLOY, "metadata.labels.team", "ml")
+    start = offset_after(before, b"tier: model")
+    assert_only_span_changed(before, after, start, b"", b", team: ml")
+
+
+def test_key_created_after_a_nested_list_is_aligned_with_the_item_keys() -> None:
+    before = fixture(DEPLOY)
+    field = "spec.template.spec.containers.[name=server].imagePullPolicy"
+    after = edit(DEPLOY, field, "Always")
+    start = offset_after(before, b"- containerPort: 8080\n")
+    assert_only_span_changed(before, after, start, b"", b"        imagePullPolicy: Always\n")
+    assert read_field(DEPLOY, after, field) == "Always"
+
+
+def test_empty_value_is_filled_after_the_colon() -> None:
+    before = b"metadata:\n  name: x\n  namespace:\n  labels: {}\n"
+    after = edit("m.yaml", "metadata.namespace", "prod", before)
+    assert_only_span_changed(before, after, before.index(b"namespace:") + 10, b"", b" prod")
+
+
+def test_anchor_on_an_unshared_target_is_kept() -> None:
+    before = fixture("anchors.yaml")
+    after = edit("anchors.yaml", "standalone", "v2")
+    start = offset_after(before, b"standalone: &solo ")
+    assert_only_span_changed(before, after, start, b"v1", b"v2")
+
+
+def test_key_missing_because_it_comes_from_a_merge_key_is_created_as_an_override() -> None:
+    before = fixture("anchors.yaml")
+    after = edit("anchors.yaml", "primary.port", 9090)
+    start = offset_after(before, b"tag: &tag v41\n")
+    assert_only_span_changed(before, after, start, b"", b"  port: 9090\n")
+    assert load_all(after)[0]["primary"]["port"] == 9090  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- multi-doc, CRLF, BOM
+
+
+MULTI = "multi-doc.yaml"
+
+
+def test_target_in_the_first_of_several_documents_is_edited() -> None:
+    before = fixture(MULTI)
+    after = edit(MULTI, "spec.predictor.model.storageUri", "s3://models/fraud-detector/42")
+    start = offset_after(before, b"storageUri: s3://models/fraud-detector/")
+    assert_only_span_changed(before, after, start, b"40", b"42")
+
+
+def test_target_in_a_later_document_is_edited() -> None:
+    before = fixture(MULTI)
+    after = edit(MULTI, "spec.predictor.minReplicas", 2)
+    start = offset_after(before, b"minReplicas: ")
+    assert_only_span_changed(before, after, start, b"1", b"2")
+
+
+def test_key_is_created_in_the_only_document_where_its_parent_exists() -> None:
+    before = fixture(MULTI)
+    after = edit(MULTI, "spec.predictor.model.runtime", "kserve-mlserver")
+    start = offset_after(before, b"/fraud-detector/40\n")
+    assert_only_span_changed(before, after, start, b"", b"      runtime: kserve-mlserver\n")
+
+
+def test_field_present_in_several_documents_is_ambiguous() -> None:
+    with pytest.raises(EditError) as info:
+        edit(MULTI, "metadata.name", "x")
+    assert str(info.value) == (
+        "multi-doc.yaml: metadata.name: ambiguous, found in several documents ("
+        "document 1 (InferenceService/fraud-v1), line 2, "
+        "document 2 (InferenceService/fraud-v2), line 13, "
+        "document 3 (Service/fraud), line 21)"
+    )
+
+
+def test_key_creatable_in_several_documents_is_ambiguous() -> None:
+    with pytest.raises(EditError, match="could be created in several documents"):
+        edit(MULTI, "spec.predictor.maxReplicas", 3)
+
+
+def to_crlf_with_bom(content: bytes) -> bytes:
+    return b"\xef\xbb\xbf" + content.replace(b"\n", b"\r\n")
+
+
+def test_crlf_line_endings_and_bom_survive_an_edit() -> None:
+    before = to_crlf_with_bom(fixture(KUST))
+    after = edit(KUST, "images.[name=fraud-detector].newTag", "v42", before)
+    start = offset_after(before, b"fraud-detector\r\n    newTag: ")
+    assert_only_span_changed(before, after, start, b'"v41"', b'"v42"')
+
+
+def test_created_key_in_a_crlf_file_ends_with_crlf() -> None:
+    before = to_crlf_with_bom(fixture(KUST))
+    after = edit(KUST, "images.[name=feature-proxy].newName", "ghcr.io/acme/proxy", before)
+    start = offset_after(before, b"0" * 64 + b"\r\n")
+    assert_only_span_changed(before, after, start, b"", b"    newName: ghcr.io/acme/proxy\r\n")
+
+
+def test_crlf_file_without_final_newline_gets_a_crlf_separator_for_a_new_key() -> None:
+    before = fixture(CFG).replace(b"\n", b"\r\n")
+    after = edit(CFG, "data.new-key", "v")
+    after = edit(CFG, "data.new-key", "v", before)
+    assert_only_span_changed(before, after, len(before), b"", b"\r\n  new-key: v")
+
+
+def test_several_edits_in_one_call_are_applied_in_order() -> None:
+    before = fixture(KUST)
+    after, applied = apply_edits(
+        KUST,
+        before,
+        [
+            ("images.[name=fraud-detector].newTag", "v42"),
+            ("images.[name=fraud-detector].newTag", "v43"),
+            ("configMapGenerator.[name=model-settings].literals.MODEL_URI", "s3://m/43"),
+        ],
+    )
+    assert [a[1:] for a in applied] == [
+        ("v41", "v42"),
+        ("v42", "v43"),
+        ("s3://models/fraud-detector/41", "s3://m/43"),
+    ]
+    assert read_field(KUST, after, "images.[name=fraud-detector].newTag") == "v43"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "message"),
+    [
+        (
+            KUST,
+            "images.[name=fraud-detectr].newTag",
+            "kustomization.yaml: images.[name=fraud-detectr].newTag: no item of images has "
+            "name=fraud-detectr (names present: fraud-detector, feature-proxy); "
+            "did you mean 'fraud-detector'?",
+        ),
+        (
+            KUST,
+            "imagez.[name=fraud-detector].newTag",
+            "kustomization.yaml: imagez.[name=fraud-detector].newTag: the document has no key "
+            "'imagez' (keys present: apiVersion, kind, namespace, resources, images, "
+            "configMapGenerator, patches); did you mean 'images'?",
+        ),
+        (
+            KUST,
+            "images.[name=fraud-detector]",
+            "kustomization.yaml: images.[name=fraud-detector]: the target (line 9) is a mapping, "
+            "not a single value",
+        ),
+        (
+            KUST,
+            "namespace.name",
+            "kustomization.yaml: namespace.name: namespace is the single value 'fraud-staging', "
+            "so it has no name",
+        ),
+        (
+            KUST,
+            "resources.5",
+            "kustomization.yaml: resources.5: resources has 2 item(s); index 5 is past the end",
+        ),
+        (
+            KUST,
+            "resources.base",
+            "kustomization.yaml: resources.base: resources is a list; select an item with "
+            "[key=value], [=value] or an index, not base",
+        ),
+        (
+            KUST,
+            "images.newTag.x",
+            "kustomization.yaml: images.newTag.x: images is a list; select an item with "
+            "[key=value], [=value] or an index, not newTag",
+        ),
+        (
+            KUST,
+            "kind.[name=x]",
+            "kustomization.yaml: kind.[name=x]: kind is the single value 'Kustomization', so it "
+            "has no [name=x]",
+        ),
+        (
+            KUST,
+            "images..newTag",
+            "kustomization.yaml: invalid field path: empty segment at character 8 of "
+            "'images..newTag' (two dots, or a leading/trailing dot)",
+        ),
+        (
+            PATCH,
+            "spec.nothing.weight",
+            "experiment-patch.yaml: spec.nothing.weight: spec has no key 'nothing' "
+            "(keys present: candidates)",
+        ),
+        (
+            PATCH,
+            "spec.[name=x].weight",
+            "experiment-patch.yaml: spec.[name=x].weight: spec is a mapping, not a list, so "
+            "[name=x] selects nothing; keys present: candidates",
+        ),
+        (
+            "duplicate-keys.yaml",
+            "images.[name=fraud-detector].newTag",
+            "duplicate-keys.yaml: images.[name=fraud-detector].newTag: duplicate key 'newTag' in "
+            "images.[name=fraud-detector] at lines 5, 6; Kustomize would use only the last one "
+            "-- remove the others",
+        ),
+        (
+            "block-scalar.yaml",
+            "data.[run.sh]",
+            "block-scalar.yaml: data.[run.sh]: line 6 holds a block scalar (|); it cannot be "
+            "edited automatically -- make it a plain or quoted value",
+        ),
+        (
+            "anchors.yaml",
+            "primary.tag",
+            "anchors.yaml: primary.tag: line 6: the value is shared through a YAML anchor "
+            "(&tag) used elsewhere; editing it would change every alias too",
+        ),
+        (
+            "anchors.yaml",
+            "defaults.image",
+            "anchors.yaml: defaults.image: line 1: the value is shared through a YAML anchor "
+            "(&defaults) used elsewhere; editing it would change every alias too",
+        ),
+    ],
+)
+def test_edit_errors_say_exactly_what_is_wrong(name: str, field: str, message: str) -> None:
+    before = fixture(name)
+    with pytest.raises(EditError) as info:
+        apply_edits(name, before, [(field, "v")])
+    assert str(info.value) == message
+    assert info.value.path == name
+
+
+def test_selector_matching_several_items_is_ambiguous() -> None:
+    content = b"images:\n- name: app\n  newTag: a\n- name: app\n  newTag: b\n"
+    with pytest.raises(EditError) as info:
+        apply_edits("k.yaml", content, [("images.[name=app].newTag", "c")])
+    assert str(info.value) == (
+        "k.yaml: images.[name=app].newTag: [name=app] matches 2 items of images (lines 2, 4)"
+    )
+
+
+def test_duplicate_literal_key_is_reported() -> None:
+    content = b"literals:\n- A=1\n- A=2\n"
+    with pytest.raises(EditError, match=r"literal 'A' appears 2 times in literals \(lines 2, 3\)"):
+        apply_edits("k.yaml", content, [("literals.A", "3")])
+
+
+def test_unparseable_yaml_is_reported_with_its_line() -> None:
+    with pytest.raises(EditError) as info:
+        apply_edits("bad.yaml", b"a: [1, 2\nb: 3\n", [("a.0", "x")])
+    assert str(info.value).startswith("bad.yaml: not valid YAML: ")
+    assert "line 2" in str(info.value)
+
+
+def test_value_with_a_line_break_is_refused() -> None:
+    with pytest.raises(EditError, match="contains a line break"):
+        apply_edits(KUST, fixture(KUST), [("namespace", "a\nb")])
+
+
+def test_non_utf8_file_is_refused() -> None:
+    with pytest.raises(EditError, match="not UTF-8"):
+        apply_edits("x.yaml", b"a: \xff\n", [("a", "b")])
+
+
+def test_empty_file_has_nothing_to_edit() -> None:
+    with pytest.raises(EditError, match="contains no YAML document"):
+        apply_edits("x.yaml", b"# only a comment\n", [("a", "b")])
+
+
+def test_failed_edit_leaves_earlier_state_untouched() -> None:
+    before = fixture(KUST)
+    with pytest.raises(EditError):
+        apply_edits(KUST, before, [("namespace", "x"), ("images.[name=nope].newTag", "v")])
+    assert before == fixture(KUST)
+
+
+# --------------------------------------------------------------------------- read_field
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "expected"),
+    [
+        (KUST, "images.[name=fraud-detector].newTag", "v41"),
+        (KUST, "configMapGenerator.[name=model-settings].literals.THRESHOLD", "0.75"),
+        (KUST, "images.[name=fraud-detector].digest", None),
+        (KUST, "images.[name=unknown].newTag", None),
+        (KUST, "nothing.at.all", None),
+        (KUST, "resources.7", None),
+        (PATCH, "spec.candidates.[name=fraud-v1-baseline].weight", "90"),
+        (MULTI, "spec.predictor.model.storageUri", "s3://models/fraud-detector/40"),
+        ("block-scalar.yaml", "data.note", "folded text"),
+    ],
+)
+def test_read_field_returns_the_current_value_or_none(
+    name: str, field: str, expected: str | None
+) -> None:
+    assert read_field(name, fixture(name), field) == expected
+
+
+def test_read_field_refuses_a_non_scalar_and_an_ambiguous_field() -> None:
+    with pytest.raises(EditError, match="is a list, not a single value"):
+        read_field(KUST, fixture(KUST), "images")
+    with pytest.raises(EditError, match="ambiguous"):
+        read_field(MULTI, fixture(MULTI), "kind")
+
+
+# --------------------------------------------------------------------------- safe_repo_path
+
+
+@pytest.mark.parametrize(
+    ("base", "relative", "expected"),
+    [
+        ("k8s/overlays/staging", "kustomization.yaml", "k8s/overlays/staging/kustomization.yaml"),
+        ("k8s/overlays/staging", "./patches/exp.yaml", "k8s/overlays/staging/patches/exp.yaml"),
+        ("k8s/overlays/staging", "../../base/deploy.yaml", "k8s/base/deploy.yaml"),
+        ("", "model-config.yaml", "model-config.yaml"),
+        (".", "a//b.yaml", "a/b.yaml"),
+    ],
+)
+def test_safe_repo_path_joins_and_normalises(base: str, relative: str, expected: str) -> None:
+    assert safe_repo_path(base, relative) == expected
+
+
+@pytest.mark.parametrize(
+    ("base", "relative", "message"),
+    [
+        ("k8s/overlays/staging", "../../../../etc/passwd", "leaves the repository"),
+        ("k8s", "/etc/passwd", "must be relative to the repository"),
+        ("/srv/repo", "a.yaml", "must be relative to the repository"),
+        ("k8s", "C:/x.yaml", "must be relative to the repository"),
+        ("k8s", "a\\b.yaml", "use '/' separators"),
+        ("k8s", "..", "names the repository root"),
+        ("k8s", "", "the path is empty"),
+        ("k8s", "a\x00.yaml", "NUL"),
+    ],
+)
+def test_safe_repo_path_refuses_escapes(base: str, relative: str, message: str) -> None:
+    with pytest.raises(EditError, match=None) as info:
+        safe_repo_path(base, relative)
+    assert message in str(info.value)
