@@ -1,0 +1,265 @@
+"""PostgreSQL backend of the job queue: DB clock, per-repo advisory locks, SKIP LOCKED."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from datetime import UTC
+from typing import Any
+
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from bot.gateways.queue import (
+    DEFAULT_MAX_ATTEMPTS,
+    STATUSES,
+    Job,
+    JobQueue,
+    NewJob,
+    check_new_job,
+    truncate_error,
+)
+
+# How many lane candidates one claim tries before giving up (others hold their lanes).
+CANDIDATES = 16
+PING_TIMEOUT_S = 5.0
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS {jobs} (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    repo TEXT,
+    payload JSONB NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    run_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    lease_token TEXT,
+    lease_owner TEXT,
+    lease_expires_at TIMESTAMPTZ,
+    last_error TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS jobs_open ON {jobs} (id) WHERE status IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS jobs_open_by_repo ON {jobs} (repo, id)
+    WHERE status IN ('queued', 'running');
+"""
+
+# A job is runnable when queued and due, or running under an expired lease; its lane is free
+# when no older unfinished job of its repo exists and no other job of it holds a live lease.
+# (The second test matters: identity values are handed out before commit, so a job with a
+# smaller id can become visible after a newer one of the same repo was already claimed.)
+_RUNNABLE = """
+j.status IN ('queued', 'running')
+AND ((j.status = 'queued' AND j.run_at <= now())
+     OR (j.status = 'running' AND j.lease_expires_at < now()))
+AND (j.repo IS NULL OR (
+      NOT EXISTS (SELECT 1 FROM {jobs} o WHERE o.repo = j.repo AND o.id < j.id
+                  AND o.status IN ('queued', 'running'))
+  AND NOT EXISTS (SELECT 1 FROM {jobs} r WHERE r.repo = j.repo AND r.id <> j.id
+                  AND r.status = 'running' AND r.lease_expires_at >= now())))
+"""
+
+_SWEEP_EXHAUSTED = """
+UPDATE {jobs} SET status = 'failed', last_error = %(error)s, lease_token = NULL,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE status = 'running' AND lease_expires_at < now() AND attempts >= %(max_attempts)s
+"""
+
+_CANDIDATES = "SELECT j.id, j.repo FROM {jobs} j WHERE " + _RUNNABLE + " ORDER BY j.id LIMIT %s"
+
+# Runs in its own statement AFTER the lane's advisory lock is held, so its snapshot sees
+# every claim committed by whoever held the lock before: the lane test cannot be stale.
+_TAKE = (
+    "UPDATE {jobs} SET status = 'running', attempts = attempts + 1, lease_token = %(token)s,"
+    " lease_owner = %(owner)s, lease_expires_at = now() + %(lease)s * interval '1 second',"
+    " updated_at = now()"
+    " WHERE id = (SELECT j.id FROM {jobs} j WHERE j.id = %(id)s AND "
+    + _RUNNABLE
+    + " FOR UPDATE OF j SKIP LOCKED)"
+    " RETURNING id, delivery_id, source, kind, repo, payload, attempts, lease_token"
+)
+
+_OWNED = " WHERE id = %(id)s AND lease_token = %(token)s AND status = 'running'"
+
+
+class PostgresJobQueue(JobQueue):
+    """Job queue shared by any number of processes and hosts through one PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        pool_size: int = 10,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if schema is not None and not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        self.schema = schema
+        self.max_attempts = max_attempts
+        self._jobs = sql.Identifier(schema, "jobs") if schema else sql.Identifier("jobs")
+        self._lane_salt = f"gitops-bot:{schema or ''}:"
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs={"autocommit": True},
+            check=ConnectionPool.check_connection,
+            open=True,
+            name="job-queue",
+        )
+
+    def _q(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(jobs=self._jobs)
+
+    def _lane_key(self, repo: str) -> int:
+        """A signed 64-bit advisory lock key for a repo lane (collisions only serialise)."""
+        digest = hashlib.blake2b((self._lane_salt + repo).encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    def migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            # Serialise concurrent migrations: CREATE ... IF NOT EXISTS is not race-free.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lane_key("\0migrate"),))
+            if self.schema:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                )
+            conn.execute(self._q(_DDL))
+
+    def enqueue(self, job: NewJob) -> bool:
+        check_new_job(job)
+        try:
+            payload = json.dumps(dict(job.payload), separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"job payload is not JSON-serialisable: {exc}") from None
+        with self._pool.connection() as conn:
+            cur = conn.execute(
+                self._q(
+                    "INSERT INTO {jobs} (delivery_id, source, kind, repo, payload)"
+                    " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (delivery_id) DO NOTHING"
+                ),
+                (job.delivery_id, job.source, job.kind, job.repo, payload),
+            )
+            return cur.rowcount == 1
+
+    def claim(self, worker_id: str, lease_seconds: float = 60) -> Job | None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                self._q(_SWEEP_EXHAUSTED),
+                {
+                    "max_attempts": self.max_attempts,
+                    "error": f"lease expired on the last of {self.max_attempts} attempts",
+                },
+            )
+            candidates = conn.execute(self._q(_CANDIDATES), (CANDIDATES,)).fetchall()
+            take = self._q(_TAKE)
+            for job_id, repo in candidates:
+                with conn.transaction():
+                    if repo is not None:
+                        locked = conn.execute(
+                            "SELECT pg_try_advisory_xact_lock(%s)", (self._lane_key(repo),)
+                        ).fetchone()
+                        if not locked or not locked[0]:
+                            continue  # another worker is claiming in this lane right now
+                    row = conn.execute(
+                        take,
+                        {
+                            "id": job_id,
+                            "token": uuid.uuid4().hex,
+                            "owner": worker_id,
+                            "lease": float(lease_seconds),
+                        },
+                    ).fetchone()
+                if row is not None:
+                    return Job(
+                        id=row[0],
+                        delivery_id=row[1],
+                        source=row[2],
+                        kind=row[3],
+                        repo=row[4],
+                        payload=row[5],
+                        attempts=row[6],
+                        lease_token=row[7],
+                    )
+        return None
+
+    def _update_owned(self, job: Job, assignments: str, params: dict[str, Any]) -> bool:
+        with self._pool.connection() as conn:
+            cur = conn.execute(
+                self._q("UPDATE {jobs} SET " + assignments + ", updated_at = now()" + _OWNED),
+                {"id": job.id, "token": job.lease_token, **params},
+            )
+            return cur.rowcount == 1
+
+    def heartbeat(self, job: Job, lease_seconds: float = 60) -> bool:
+        return self._update_owned(
+            job,
+            "lease_expires_at = now() + %(lease)s * interval '1 second'",
+            {"lease": float(lease_seconds)},
+        )
+
+    def complete(self, job: Job) -> bool:
+        return self._update_owned(
+            job, "status = 'done', lease_token = NULL, lease_expires_at = NULL", {}
+        )
+
+    def retry(self, job: Job, error: str, delay_seconds: float) -> bool:
+        if job.attempts >= self.max_attempts:
+            return self.fail(job, f"gave up after {job.attempts} attempts: {error}")
+        return self._update_owned(
+            job,
+            "status = 'queued', run_at = now() + %(delay)s * interval '1 second',"
+            " last_error = %(error)s, lease_token = NULL, lease_owner = NULL,"
+            " lease_expires_at = NULL",
+            {"delay": max(0.0, float(delay_seconds)), "error": truncate_error(error)},
+        )
+
+    def fail(self, job: Job, error: str) -> bool:
+        return self._update_owned(
+            job,
+            "status = 'failed', last_error = %(error)s, lease_token = NULL,"
+            " lease_expires_at = NULL",
+            {"error": truncate_error(error)},
+        )
+
+    def counts(self) -> dict[str, int]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                self._q("SELECT status, COUNT(*) FROM {jobs} GROUP BY status")
+            ).fetchall()
+        result = dict.fromkeys(STATUSES, 0)
+        result.update({status: int(n) for status, n in rows})
+        return result
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = cur.execute(
+                self._q(
+                    "SELECT id, delivery_id, source, kind, repo, status, attempts, last_error,"
+                    " created_at, updated_at FROM {jobs} ORDER BY id DESC LIMIT %s"
+                ),
+                (limit,),
+            ).fetchall()
+        for row in rows:
+            for key in ("created_at", "updated_at"):
+                row[key] = row[key].astimezone(UTC).isoformat()
+        return rows
+
+    def ping(self) -> None:
+        with self._pool.connection(timeout=PING_TIMEOUT_S) as conn:
+            conn.execute(self._q("SELECT 1 FROM {jobs} LIMIT 1")).fetchall()
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,251 @@
+"""SQLite (WAL) backend of the job queue: claims serialised by BEGIN IMMEDIATE."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from bot.gateways.queue import (
+    DEFAULT_MAX_ATTEMPTS,
+    STATUSES,
+    Job,
+    JobQueue,
+    NewJob,
+    check_new_job,
+    truncate_error,
+)
+
+BUSY_TIMEOUT_S = 30.0
+
+# Timestamps are REAL Unix seconds from the Python clock of this host (one file, one host).
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    repo TEXT,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    run_at REAL NOT NULL,
+    lease_token TEXT,
+    lease_owner TEXT,
+    lease_expires_at REAL,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs (id) WHERE status IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS jobs_open_by_repo ON jobs (repo, id)
+    WHERE status IN ('queued', 'running');
+"""
+
+_SWEEP_EXHAUSTED = """
+UPDATE jobs SET status = 'failed', last_error = :error, lease_token = NULL,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE status = 'running' AND lease_expires_at < :now AND attempts >= :max_attempts
+"""
+
+_PICK = """
+SELECT j.id FROM jobs j
+WHERE j.status IN ('queued', 'running')
+  AND ((j.status = 'queued' AND j.run_at <= :now)
+       OR (j.status = 'running' AND j.lease_expires_at < :now))
+  AND (j.repo IS NULL OR (
+        NOT EXISTS (SELECT 1 FROM jobs o WHERE o.repo = j.repo AND o.id < j.id
+                    AND o.status IN ('queued', 'running'))
+    AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.repo = j.repo AND r.id <> j.id
+                    AND r.status = 'running' AND r.lease_expires_at >= :now)))
+ORDER BY j.id
+LIMIT 1
+"""
+
+_TAKE = """
+UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_token = :token,
+    lease_owner = :owner, lease_expires_at = :expires, updated_at = :now
+WHERE id = :id
+RETURNING id, delivery_id, source, kind, repo, payload, attempts, lease_token
+"""
+
+_OWNED = "id = :id AND lease_token = :token AND status = 'running'"
+
+
+class SqliteJobQueue(JobQueue):
+    """Job queue in one SQLite file; safe across threads and processes on one host."""
+
+    def __init__(self, path: str, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.path = path
+        self.max_attempts = max_attempts
+
+    @staticmethod
+    def path_from_url(url: str) -> str:
+        """`sqlite:///rel.db` -> ./rel.db, `sqlite:////abs.db` -> /abs.db (absolute path)."""
+        prefix = "sqlite:///"
+        if not url.startswith(prefix):
+            raise ValueError("SQLite URL must look like sqlite:///relative.db or sqlite:////abs.db")
+        raw = unquote(url[len(prefix) :].split("?", 1)[0])
+        if not raw or raw == ":memory:" or raw.startswith("file:"):
+            raise ValueError(
+                "in-memory SQLite is not supported by the job queue (each connection would "
+                "see its own database): use a file path"
+            )
+        return os.path.abspath(raw)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # One short-lived connection per operation: threads and processes never share one.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            yield conn
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database lock from its first statement."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def migrate(self) -> None:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+
+    def enqueue(self, job: NewJob) -> bool:
+        check_new_job(job)
+        try:
+            payload = json.dumps(dict(job.payload), separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"job payload is not JSON-serialisable: {exc}") from None
+        now = time.time()
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO jobs (delivery_id, source, kind, repo, payload, run_at, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (delivery_id) DO NOTHING",
+                (job.delivery_id, job.source, job.kind, job.repo, payload, now, now, now),
+            )
+            return cur.rowcount == 1
+
+    def claim(self, worker_id: str, lease_seconds: float = 60) -> Job | None:
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(
+                _SWEEP_EXHAUSTED,
+                {
+                    "now": now,
+                    "max_attempts": self.max_attempts,
+                    "error": f"lease expired on the last of {self.max_attempts} attempts",
+                },
+            )
+            row = conn.execute(_PICK, {"now": now}).fetchone()
+            if row is None:
+                return None
+            taken = conn.execute(
+                _TAKE,
+                {
+                    "id": row["id"],
+                    "token": uuid.uuid4().hex,
+                    "owner": worker_id,
+                    "expires": now + lease_seconds,
+                    "now": now,
+                },
+            ).fetchone()
+        return Job(
+            id=taken["id"],
+            delivery_id=taken["delivery_id"],
+            source=taken["source"],
+            kind=taken["kind"],
+            repo=taken["repo"],
+            payload=json.loads(taken["payload"]),
+            attempts=taken["attempts"],
+            lease_token=taken["lease_token"],
+        )
+
+    def _update_owned(self, job: Job, assignments: str, params: dict[str, Any]) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET {assignments}, updated_at = :now WHERE {_OWNED}",
+                {"id": job.id, "token": job.lease_token, "now": time.time(), **params},
+            )
+            return cur.rowcount == 1
+
+    def heartbeat(self, job: Job, lease_seconds: float = 60) -> bool:
+        return self._update_owned(
+            job, "lease_expires_at = :expires", {"expires": time.time() + lease_seconds}
+        )
+
+    def complete(self, job: Job) -> bool:
+        return self._update_owned(
+            job, "status = 'done', lease_token = NULL, lease_expires_at = NULL", {}
+        )
+
+    def retry(self, job: Job, error: str, delay_seconds: float) -> bool:
+        if job.attempts >= self.max_attempts:
+            return self.fail(job, f"gave up after {job.attempts} attempts: {error}")
+        return self._update_owned(
+            job,
+            "status = 'queued', run_at = :run_at, last_error = :error, lease_token = NULL, "
+            "lease_owner = NULL, lease_expires_at = NULL",
+            {"run_at": time.time() + max(0.0, delay_seconds), "error": truncate_error(error)},
+        )
+
+    def fail(self, job: Job, error: str) -> bool:
+        return self._update_owned(
+            job,
+            "status = 'failed', last_error = :error, lease_token = NULL, lease_expires_at = NULL",
+            {"error": truncate_error(error)},
+        )
+
+    def counts(self) -> dict[str, int]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        result = dict.fromkeys(STATUSES, 0)
+        result.update({status: n for status, n in rows})
+        return result
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id, delivery_id, source, kind, repo, status, attempts, last_error, "
+                "created_at, updated_at FROM jobs ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        result = []
+        for row in rows:
+            item = dict(row)
+            for key in ("created_at", "updated_at"):
+                item[key] = datetime.fromtimestamp(item[key], UTC).isoformat()
+            result.append(item)
+        return result
+
+    def ping(self) -> None:
+        if not os.path.exists(self.path):
+            raise RuntimeError(f"job database {self.path} does not exist (run migrate)")
+        with self._connect() as conn:
+            conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        """Nothing to release: connections live for one operation."""
