@@ -7,12 +7,24 @@ from typing import Any
 
 from bot.core.config import load_config
 from bot.core.rendering import environment_diffs
-from bot.core.report import render_diff_comment
+from bot.core.report import (
+    DIFF_MARKER,
+    DIFF_PART_MARKER,
+    render_diff_check_summary,
+    render_diff_comment,
+)
 from bot.jobs.repo_state import CONFIG_FILE, MissingConfigError
 
 log = logging.getLogger(__name__)
 
 DIFF_MARKER_PREFIX = "<!-- gitops-bot:diff"
+
+
+def diff_comment_key(index: int) -> str:
+    """Find comment i by its position, whatever the current total N is."""
+    return DIFF_MARKER if index == 1 else f"<!-- {DIFF_PART_MARKER} {index}/"
+
+
 RENDER_CHECK = "gitops-bot/render"
 
 
@@ -36,8 +48,7 @@ def handle_pr_diff(client: Any, repo: str, number: int, *, render_pair: Any) -> 
     if diffs:
         bodies = render_diff_comment(diffs, head_sha=pr.head_sha)
         for index, body in enumerate(bodies, start=1):
-            marker = f"{DIFF_MARKER_PREFIX} {index}/{len(bodies)} -->"
-            keep.add(client.upsert_comment(repo, number, marker, body))
+            keep.add(client.upsert_comment(repo, number, diff_comment_key(index), body))
             written += 1
     client.delete_comments(repo, number, DIFF_MARKER_PREFIX, keep)
     client.upsert_check_run(
@@ -51,7 +62,7 @@ def handle_pr_diff(client: Any, repo: str, number: int, *, render_pair: Any) -> 
             if broken
             else f"{len(diffs)} environment(s) affected"
         ),
-        summary="\n\n".join(render_diff_comment(diffs, head_sha=pr.head_sha))[:65000]
+        summary=render_diff_check_summary(diffs, head_sha=pr.head_sha)
         if diffs
         else "No configured overlay is affected by this pull request.",
     )

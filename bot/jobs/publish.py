@@ -40,7 +40,7 @@ def publish_detail_comments(client: Any, repo: str, number: int, parts: tuple[st
     """Create or update `part i/N` comments in place; delete parts left over from a bigger diff."""
     keep: set[int] = set()
     for index, body in enumerate(parts, start=1):
-        marker = f"{PART_MARKER_PREFIX}{index}/{len(parts)} -->"
+        marker = f"{PART_MARKER_PREFIX}{index}/"  # position only: N may change between renders
         keep.add(client.upsert_comment(repo, number, marker, body))
     client.delete_comments(repo, number, PART_MARKER_PREFIX, keep)
 

@@ -1,0 +1,15 @@
+"""Post bot comments that are found again by a hidden marker and updated, never duplicated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.core.templating import render_template
+
+
+def upsert_reply(
+    client: Any, repo: str, number: int, marker: str, template: str, **context: object
+) -> int:
+    """Create or update the one comment carrying `marker`; returns its id."""
+    body = f"{marker}\n{render_template(template, **context)}"
+    return int(client.upsert_comment(repo, number, marker, body))
