@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import math
 import threading
 import time
 import urllib.parse
@@ -262,7 +263,7 @@ class GitHubApp:
     def pygithub_kwargs(self) -> dict[str, Any]:
         return {
             "base_url": self.api_url,
-            "timeout": self.timeout,
+            "timeout": max(1, math.ceil(self.timeout)),  # PyGithub insists on an int
             "user_agent": self.user_agent,
             "per_page": 100,
             "retry": None,  # the gateway retries whole idempotent operations itself

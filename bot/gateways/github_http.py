@@ -137,34 +137,52 @@ class CallCounter:
         return sum(n for k, n in self.calls.items() if k != "total" and not k.startswith("GET "))
 
 
-class _CountingHTTPS(HTTPSRequestsConnectionClass):
-    def __init__(self, *args: Any, counter: CallCounter, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._counter = counter
+class _CountingConnection:
+    """Sends like PyGithub's connection classes, counting each request; the URL is canonical
+    (no explicit default port), which is what `responses` and proxies expect to see."""
+
+    protocol: str
+    host: str
+    port: int
+    verb: str
+    url: str
+    input: Any
+    headers: dict[str, str]
+    timeout: Any
+    verify: Any
+    session: requests.Session
+    _counter: CallCounter
 
     def getresponse(self) -> RequestsResponse:
+        default_port = 443 if self.protocol == "https" else 80
+        netloc = self.host if self.port == default_port else f"{self.host}:{self.port}"
+        send = getattr(self.session, self.verb.lower())
         try:
-            response = super().getresponse()
+            response = send(
+                f"{self.protocol}://{netloc}{self.url}",
+                headers=self.headers,
+                data=self.input,
+                timeout=self.timeout,
+                verify=self.verify,
+                allow_redirects=False,
+            )
         except Exception:
             self._counter.record(self.verb, self.url, None)
             raise
-        self._counter.record(self.verb, self.url, dict(response.getheaders()))
-        return response
+        self._counter.record(self.verb, self.url, response.headers)
+        return RequestsResponse(response)
 
 
-class _CountingHTTP(HTTPRequestsConnectionClass):
+class _CountingHTTPS(_CountingConnection, HTTPSRequestsConnectionClass):
     def __init__(self, *args: Any, counter: CallCounter, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        HTTPSRequestsConnectionClass.__init__(self, *args, **kwargs)
         self._counter = counter
 
-    def getresponse(self) -> RequestsResponse:
-        try:
-            response = super().getresponse()
-        except Exception:
-            self._counter.record(self.verb, self.url, None)
-            raise
-        self._counter.record(self.verb, self.url, dict(response.getheaders()))
-        return response
+
+class _CountingHTTP(_CountingConnection, HTTPRequestsConnectionClass):
+    def __init__(self, *args: Any, counter: CallCounter, **kwargs: Any) -> None:
+        HTTPRequestsConnectionClass.__init__(self, *args, **kwargs)
+        self._counter = counter
 
 
 def instrument(requester: Requester, counter: CallCounter, timeout: float) -> None:

@@ -1,0 +1,291 @@
+"""The GitHub gateway: real PyGithub calls against plain `responses` stubs and the fake GitHub."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+from fakegithub.keys import app_key_pair
+
+from bot.core.errors import TransientError
+from bot.gateways.github import GitHubApp, GitHubError, truncate
+from bot.gateways.github_archive import SnapshotCache, extract_tarball
+from bot.gateways.github_http import classify, path_template
+
+API = "https://api.github.com"
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(cwd),
+    }
+    out = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+    return out.stdout.decode().strip()
+
+
+# --------------------------------------------------------------------------- archives
+
+
+@pytest.fixture
+def real_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "a" / "b").mkdir(parents=True)
+    (repo / "a" / "b" / "k.yaml").write_bytes(b"x: 1\n")
+    (repo / "run.sh").write_bytes(b"#!/bin/sh\n")
+    (repo / "run.sh").chmod(0o755)
+    (repo / "link").symlink_to("a/b/k.yaml")
+    (repo / "sp ace.txt").write_bytes(b"hi\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    return repo
+
+
+def archive(repo: Path) -> bytes:
+    out = subprocess.run(
+        ["git", "archive", "--format=tar.gz", "--prefix=o-r-1234567/", "HEAD"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+    return out.stdout
+
+
+def test_snapshot_holds_regular_files_only_with_the_archive_prefix_stripped(
+    real_repo: Path,
+) -> None:
+    entry = extract_tarball(archive(real_repo), max_bytes=1 << 20)
+    assert entry.files == {"a/b/k.yaml": b"x: 1\n", "run.sh": b"#!/bin/sh\n", "sp ace.txt": b"hi\n"}
+    assert entry.links == {"link": b"a/b/k.yaml"}
+
+
+def test_local_tree_id_matches_git_before_and_after_changes(real_repo: Path) -> None:
+    entry = extract_tarball(archive(real_repo), max_bytes=1 << 20)
+    assert entry.tree_sha() == git(real_repo, "rev-parse", "HEAD^{tree}")
+
+    changes: dict[str, bytes | None] = {
+        "sp ace.txt": None,
+        "a/new/f.yaml": b"n: 2\n",
+        "run.sh": b"#!/bin/bash\n",
+    }
+    (real_repo / "sp ace.txt").unlink()
+    (real_repo / "a" / "new").mkdir()
+    (real_repo / "a" / "new" / "f.yaml").write_bytes(b"n: 2\n")
+    (real_repo / "run.sh").write_bytes(b"#!/bin/bash\n")
+    git(real_repo, "add", "-A")
+    assert entry.tree_sha(changes) == git(real_repo, "write-tree")
+
+
+def tar_gz(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info, data in members:
+            info.size = len(data) if info.isfile() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return buf.getvalue()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.mode = 0o644
+    return info
+
+
+def test_snapshot_refuses_escaping_paths_links_and_devices() -> None:
+    data = tar_gz(
+        [
+            (member("p/ok.yaml"), b"ok"),
+            (member("p/../../etc/passwd"), b"evil"),
+            (member("/abs/file"), b"evil"),
+            (member("p/hard", tarfile.LNKTYPE, "p/ok.yaml"), b""),
+            (member("p/escape", tarfile.SYMTYPE, "../../etc/passwd"), b""),
+            (member("p/dev", tarfile.CHRTYPE), b""),
+        ]
+    )
+    entry = extract_tarball(data, max_bytes=1 << 20)
+    assert entry.files == {"ok.yaml": b"ok"}
+    assert entry.complete is False  # a tree id cannot be trusted from this archive
+    assert entry.tree_sha() is None
+
+
+def test_snapshot_larger_than_the_limit_is_refused() -> None:
+    data = tar_gz([(member("p/big"), b"x" * 2000)])
+    with pytest.raises(Exception, match="exceeds 1000 bytes"):
+        extract_tarball(data, max_bytes=1000)
+
+
+def test_snapshot_cache_evicts_least_recently_used_by_bytes() -> None:
+    cache = SnapshotCache(max_bytes=2500)
+    entries = {sha: extract_tarball(tar_gz([(member("p/f"), b"x" * 1000)]), max_bytes=5000)
+               for sha in ("a" * 40, "b" * 40, "c" * 40)}  # fmt: skip
+    cache.put("o/r", "a" * 40, entries["a" * 40])
+    cache.put("o/r", "b" * 40, entries["b" * 40])
+    assert cache.get("o/r", "a" * 40) is not None  # a is now the most recent
+    cache.put("o/r", "c" * 40, entries["c" * 40])
+    assert cache.get("o/r", "b" * 40) is None
+    assert cache.get("O/R", "a" * 40) is not None
+    assert cache.size == 2000
+    cache.put("o/r", "main", entries["a" * 40])  # a branch name is not an immutable key
+    assert cache.get("o/r", "main") is None
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("/repos/o/r", "/repos/{owner}/{repo}"),
+        ("/repos/o/r/git/ref/heads/gitops-bot/staging/m-1", "/repos/{owner}/{repo}/git/ref/{ref}"),
+        ("/repos/o/r/issues/comments/55", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
+        ("/repos/o/r/issues/7/comments?a=1", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+        ("/repositories/9/pulls?page=2", "/repos/{owner}/{repo}/pulls"),
+        ("/repos/o/r/commits/abc/check-runs", "/repos/{owner}/{repo}/commits/{ref}/check-runs"),
+        ("/repos/o/r/contents/a/b.yaml", "/repos/{owner}/{repo}/contents/{path}"),
+        ("/orgs/o/teams/t/memberships/u", "/orgs/{org}/teams/{team_slug}/memberships/{username}"),
+    ],
+)  # fmt: skip
+def test_request_paths_are_counted_under_their_contract_template(path: str, template: str) -> None:
+    assert path_template(path) == template
+
+
+def test_truncation_keeps_the_limit_and_closes_an_open_code_fence() -> None:
+    text = "intro\n```diff\n" + "+line\n" * 20000
+    cut = truncate(text, 65535)
+    assert len(cut) <= 65535
+    assert cut.count("```") % 2 == 0
+    assert "truncated" in cut
+    assert truncate("short", 10) == "short"
+
+
+def http_error(status: int, body: dict[str, object], headers: dict[str, str]) -> requests.HTTPError:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    response.headers.update(headers)
+    return requests.HTTPError(response=response)
+
+
+def test_primary_rate_limit_waits_until_the_reset() -> None:
+    error = classify(
+        http_error(
+            403,
+            {"message": "API rate limit exceeded for installation ID 1."},
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1300"},
+        ),
+        "op",
+        now=lambda: 1000.0,
+    )
+    assert isinstance(error, TransientError)
+    assert error.retry_after == 300.0
+
+
+def test_a_plain_403_is_permanent() -> None:
+    error = classify(
+        http_error(403, {"message": "Resource not accessible by integration"}, {}), "op"
+    )
+    assert isinstance(error, GitHubError) and not isinstance(error, TransientError)
+    assert error.status == 403
+    assert "Resource not accessible" in str(error)
+
+
+def test_validation_error_details_are_part_of_the_message() -> None:
+    body = {
+        "message": "Validation Failed",
+        "errors": [{"message": "A pull request already exists"}],
+    }
+    error = classify(http_error(422, body, {}), "op")
+    assert str(error) == "GitHub 422: Validation Failed: A pull request already exists"
+
+
+# --------------------------------------------------------------------------- plain responses stubs
+
+
+@pytest.fixture
+def app() -> GitHubApp:
+    slept: list[float] = []
+    gh = GitHubApp(123, app_key_pair()[0], API, sleep=slept.append)
+    gh.slept = slept  # type: ignore[attr-defined]
+    return gh
+
+
+def stub_token(mock: responses.RequestsMock, installation: int = 7) -> None:
+    mock.add(
+        "POST",
+        f"{API}/app/installations/{installation}/access_tokens",
+        json={"token": "ghs_secret", "expires_at": "2099-01-01T00:00:00Z"},
+        status=201,
+    )
+
+
+def test_connection_errors_are_retried_then_reported_without_secrets(app: GitHubApp) -> None:
+    with responses.RequestsMock() as mock:
+        stub_token(mock)
+        url = f"{API}/repos/o/r/pulls/1"
+        mock.add("GET", url, body=requests.ConnectionError(f"{url}?token=ghs_secret refused"))
+        client = app.client(7)
+        with pytest.raises(TransientError) as info:
+            client.get_pr("o/r", 1)
+    assert "ghs_secret" not in str(info.value)
+    assert "ConnectionError" in str(info.value)
+    assert app.slept == [1.0, 2.0, 4.0]  # type: ignore[attr-defined]
+    assert client.calls["GET /repos/{owner}/{repo}/pulls/{pull_number}"] == 4
+
+
+def test_a_long_retry_after_is_left_to_the_job_queue(app: GitHubApp) -> None:
+    with responses.RequestsMock() as mock:
+        stub_token(mock)
+        mock.add(
+            "GET",
+            f"{API}/repos/o/r/pulls/1",
+            status=403,
+            json={"message": "You have exceeded a secondary rate limit."},
+            headers={"Retry-After": "600"},
+        )
+        with pytest.raises(TransientError) as info:
+            app.client(7).get_pr("o/r", 1)
+    assert info.value.retry_after == 600.0
+    assert app.slept == []  # type: ignore[attr-defined]
+
+
+def test_enterprise_api_url_prefixes_every_path(app: GitHubApp) -> None:
+    ghe = GitHubApp(123, app_key_pair()[0], "https://ghe.example/api/v3", sleep=lambda s: None)
+    with responses.RequestsMock() as mock:
+        mock.add(
+            "POST",
+            "https://ghe.example/api/v3/app/installations/7/access_tokens",
+            json={"token": "ghs_x", "expires_at": "2099-01-01T00:00:00Z"},
+            status=201,
+        )
+        mock.add("GET", "https://ghe.example/api/v3/repos/o/r/collaborators/u/permission",
+                 json={"permission": "write", "role_name": "maintain"})  # fmt: skip
+        client = ghe.client(7)
+        assert client.permission("o/r", "u") == "maintain"
+    assert client.calls == {
+        "GET /repos/{owner}/{repo}/collaborators/{username}/permission": 1,
+        "total": 1,
+    }
+    assert ghe.calls["POST /app/installations/{installation_id}/access_tokens"] == 1
+
+
+def test_an_unusable_private_key_fails_at_startup_without_echoing_it() -> None:
+    key = "-----BEGIN RSA PRIVATE KEY-----\nnot-a-key-s3cr3t\n-----END RSA PRIVATE KEY-----\n"
+    with pytest.raises(Exception) as info:
+        GitHubApp(1, key)
+    assert "s3cr3t" not in str(info.value)
+    assert re.search("private key", str(info.value))
