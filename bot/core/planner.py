@@ -39,7 +39,7 @@ class PlannedChange:
     meta: Mapping[str, object]
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"{hint} Known: {', '.join(sorted(choices)) or 'none'}."
@@ -51,13 +51,13 @@ def resolve_target(config: Config, model_name: str, env_name: str) -> tuple[Mode
     if model is None:
         raise PlanError(
             f"Unknown model '{model_name}'."
-            + _did_you_mean(model_name, [m.name for m in config.models])
+            + did_you_mean(model_name, [m.name for m in config.models])
         )
     environment = config.environment(env_name)
     if environment is None:
         raise PlanError(
             f"Unknown environment '{env_name}'."
-            + _did_you_mean(env_name, [e.name for e in config.environments])
+            + did_you_mean(env_name, [e.name for e in config.environments])
         )
     return model, environment
 
