@@ -12,10 +12,19 @@ from pathlib import Path
 import pytest
 import requests
 import responses
+from fakegithub import FakeGitHub
 from fakegithub.keys import app_key_pair
 
 from bot.core.errors import TransientError
-from bot.gateways.github import GitHubApp, GitHubError, truncate
+from bot.gateways.github import (
+    BaseModifiedError,
+    GitHubApp,
+    GitHubError,
+    InstallationClient,
+    MergeConflictError,
+    MergeNotAllowedError,
+    truncate,
+)
 from bot.gateways.github_archive import SnapshotCache, extract_tarball
 from bot.gateways.github_http import classify, path_template
 
@@ -289,3 +298,245 @@ def test_an_unusable_private_key_fails_at_startup_without_echoing_it() -> None:
         GitHubApp(1, key)
     assert "s3cr3t" not in str(info.value)
     assert re.search("private key", str(info.value))
+
+
+# --------------------------------------------------------------------------- against the fake GitHub
+
+REPO = "acme/gitops"
+FILES = {
+    ".gitops-bot.yaml": b"version: 1\n",
+    "overlays/staging/kustomization.yaml": b"images:\n- name: m\n  newTag: '7'\n",
+    "overlays/production/kustomization.yaml": b"images:\n- name: m\n  newTag: '6'\n",
+    "base/model.yaml": b"kind: Model\n",
+}
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def gh(fake_github: FakeGitHub, sleeps: Sleeps) -> GitHubApp:
+    fake_github.create_repo(REPO, files=FILES)
+    return GitHubApp(fake_github.app_id, fake_github.private_key_pem, sleep=sleeps)
+
+
+@pytest.fixture
+def client(gh: GitHubApp) -> InstallationClient:
+    return gh.client_for_repo(REPO)
+
+
+def writes(fake: FakeGitHub) -> list[str]:
+    """Requests that change repository state (installation tokens excluded)."""
+    return [
+        f"{c.method} {c.operation}"
+        for c in fake.calls
+        if c.method != "GET" and "access_tokens" not in c.path
+    ]
+
+
+def test_installation_is_looked_up_once_and_tokens_are_reused(
+    fake_github: FakeGitHub, gh: GitHubApp
+) -> None:
+    client = gh.client_for_repo(REPO)
+    assert gh.client_for_repo(REPO) is client
+    client.default_branch(REPO)
+    client.default_branch(REPO)
+    assert gh.calls == {
+        "GET /repos/{owner}/{repo}/installation": 1,
+        "POST /app/installations/{installation_id}/access_tokens": 1,
+        "total": 2,
+    }
+    assert gh.app_slug == fake_github.app_slug
+
+
+def test_snapshot_equals_the_repository_files_and_is_cached(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    branch, sha = client.default_branch(REPO)
+    assert branch == "main"
+    assert sha == fake_github.branch_sha(REPO, "main")
+    assert client.snapshot(REPO, sha) == FILES
+    assert client.snapshot(REPO, sha) == FILES
+    assert client.calls["GET /repos/{owner}/{repo}/tarball/{ref}"] == 1
+    assert client.calls["GET {archive}"] == 1
+
+
+def test_commit_files_changes_exactly_the_given_files_and_is_idempotent(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    _, base = client.default_branch(REPO)
+    client.snapshot(REPO, base)
+    files: dict[str, bytes | None] = {
+        "overlays/staging/kustomization.yaml": b"images:\n- name: m\n  newTag: '8'\n",
+        "base/model.yaml": None,
+        "overlays/staging/new.yaml": b"new: true\n",
+    }
+    branch = "gitops-bot/staging/m-8"
+    head = client.commit_files(REPO, branch=branch, base_sha=base, files=files, message="Promote")
+
+    assert fake_github.branch_sha(REPO, branch) == head
+    assert fake_github.branch_sha(REPO, "main") == base
+    expected = {**FILES, **files}
+    for path, content in expected.items():
+        assert fake_github.file_at(REPO, head, path) == content
+    assert client.read_file(REPO, "overlays/staging/new.yaml", head) == b"new: true\n"
+    assert client.read_file(REPO, "base/model.yaml", head) is None
+
+    before = len(writes(fake_github))
+    again = client.commit_files(REPO, branch=branch, base_sha=base, files=files, message="Promote")
+    assert again == head
+    assert writes(fake_github)[before:] == []
+    assert fake_github.branch_sha(REPO, branch) == head
+
+
+def test_commit_files_without_a_cached_snapshot_reuses_the_commit_after_one_tree_write(
+    fake_github: FakeGitHub, gh: GitHubApp, client: InstallationClient
+) -> None:
+    _, base = client.default_branch(REPO)
+    files: dict[str, bytes | None] = {"overlays/staging/new.yaml": b"new: true\n"}
+    head = client.commit_files(REPO, branch="b", base_sha=base, files=files, message="m")
+    fresh = GitHubApp(fake_github.app_id, fake_github.private_key_pem).client_for_repo(REPO)
+    before = len(writes(fake_github))
+    assert fresh.commit_files(REPO, branch="b", base_sha=base, files=files, message="m") == head
+    assert writes(fake_github)[before:] == ["POST /repos/{owner}/{repo}/git/trees"]
+
+
+def test_commit_files_moves_a_branch_holding_other_content(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    _, base = client.default_branch(REPO)
+    client.snapshot(REPO, base)
+    old = client.commit_files(
+        REPO, branch="b", base_sha=base, files={"a.yaml": b"1\n"}, message="first"
+    )
+    new_base = fake_github.push_commit(REPO, "main", {"other.txt": b"x\n"})
+    new = client.commit_files(
+        REPO, branch="b", base_sha=new_base, files={"a.yaml": b"2\n"}, message="second"
+    )
+    assert new != old
+    assert fake_github.branch_sha(REPO, "b") == new
+    assert fake_github.file_at(REPO, new, "a.yaml") == b"2\n"
+    assert fake_github.file_at(REPO, new, "other.txt") == b"x\n"
+
+
+def test_path_history_lists_commits_touching_the_path_newest_first(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    _, first = client.default_branch(REPO)
+    second = fake_github.push_commit(REPO, "main", {"base/model.yaml": b"kind: Model\n# 2\n"})
+    fake_github.push_commit(REPO, "main", {"unrelated.txt": b"u\n"})
+    third = fake_github.push_commit(REPO, "main", {"base/model.yaml": b"kind: Model\n# 3\n"})
+    assert client.path_history(REPO, "base/model.yaml", ref="main") == [third, second, first]
+    assert client.path_history(REPO, "base/model.yaml", ref="main", limit=2) == [third, second]
+    assert client.path_history(REPO, "base/model.yaml", ref=second) == [second, first]
+
+
+def test_pull_request_lifecycle_is_idempotent(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    _, base = client.default_branch(REPO)
+    branch = "gitops-bot/staging/m-8"
+    client.commit_files(REPO, branch=branch, base_sha=base, files={"x": b"1\n"}, message="m")
+    assert client.find_open_pr(REPO, branch) is None
+    pr = client.create_pr(REPO, branch=branch, base="main", title="Promote m v8", body="b1")
+    assert (pr.head_ref, pr.base_ref, pr.state, pr.author) == (
+        branch,
+        "main",
+        "open",
+        "gitops-bot[bot]",
+    )
+    again = client.create_pr(REPO, branch=branch, base="main", title="Promote m v8", body="b1")
+    assert again.number == pr.number
+    assert len(fake_github.prs(REPO)) == 1
+    found = client.find_open_pr(REPO, branch)
+    assert found is not None and found.number == pr.number
+
+    before = len(writes(fake_github))
+    client.update_pr(REPO, pr.number, title="Promote m v8", body="b1", current=found)
+    assert writes(fake_github)[before:] == []
+    updated = client.update_pr(REPO, pr.number, body="b2")
+    assert updated.body == "b2"
+    assert writes(fake_github)[before:] == ["PATCH /repos/{owner}/{repo}/pulls/{pull_number}"]
+
+    got = client.get_pr(REPO, pr.number)
+    assert (got.body, got.head_sha, got.mergeable) == (
+        "b2",
+        fake_github.branch_sha(REPO, branch),
+        True,
+    )
+    assert [p.number for p in client.list_open_prs(REPO)] == [pr.number]
+    assert client.list_open_prs(REPO, head_prefix="gitops-bot/production/") == []
+    assert client.pr_files(REPO, pr.number) == ["x"]
+    client.close_pr(REPO, pr.number)
+    assert client.get_pr(REPO, pr.number).state == "closed"
+    assert client.list_open_prs(REPO) == []
+
+
+def test_a_lost_create_response_is_retried_into_the_existing_pr(
+    fake_github: FakeGitHub, client: InstallationClient, sleeps: Sleeps
+) -> None:
+    _, base = client.default_branch(REPO)
+    client.commit_files(REPO, branch="b", base_sha=base, files={"x": b"1\n"}, message="m")
+    fake_github.fail_next("POST", r"/pulls$", status=502, after=True)
+    pr = client.create_pr(REPO, branch="b", base="main", title="t", body="b")
+    assert [p["number"] for p in fake_github.prs(REPO)] == [pr.number]
+    assert sleeps == [1.0]
+
+
+def test_pr_files_names_both_sides_of_a_rename(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    fake_github.push_commit(
+        REPO, "mv", {"base/model.yaml": None, "base/renamed.yaml": FILES["base/model.yaml"]}
+    )
+    number = fake_github.open_pr(REPO, "mv")
+    assert sorted(client.pr_files(REPO, number)) == ["base/model.yaml", "base/renamed.yaml"]
+
+
+def test_upsert_comment_updates_in_place_and_leftovers_are_deleted(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    number = fake_github.open_issue(REPO, "t")
+    fake_github.add_comment(REPO, number, "mallory", "<!-- m:1 --> impostor")
+    first = client.upsert_comment(REPO, number, "<!-- m:1 -->", "<!-- m:1 -->\nv1")
+    second = client.upsert_comment(REPO, number, "<!-- m:2 -->", "<!-- m:2 -->\nother")
+    before = len(writes(fake_github))
+    assert client.upsert_comment(REPO, number, "<!-- m:1 -->", "<!-- m:1 -->\nv1") == first
+    assert writes(fake_github)[before:] == []
+    assert client.upsert_comment(REPO, number, "<!-- m:1 -->", "<!-- m:1 -->\nv2") == first
+    assert writes(fake_github)[before:] == [
+        "PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}"
+    ]
+    bodies = {c["id"]: c["body"] for c in fake_github.comments(REPO, number)}
+    assert bodies[first] == "<!-- m:1 -->\nv2"
+    assert len(bodies) == 3
+
+    assert client.delete_comments(REPO, number, "<!-- m:", keep={first}) == [second]
+    remaining = [(c.author, c.body) for c in client.list_comments(REPO, number)]
+    assert remaining == [
+        ("mallory", "<!-- m:1 --> impostor"),
+        ("gitops-bot[bot]", "<!-- m:1 -->\nv2"),
+    ]
+
+
+def test_labels_are_added(fake_github: FakeGitHub, client: InstallationClient) -> None:
+    number = fake_github.open_issue(REPO, "t")
+    client.add_labels(REPO, number, ["gitops-bot", "env:staging"])
+    client.add_labels(REPO, number, [])
+    assert set(fake_github.labels(REPO, number)) == {"gitops-bot", "env:staging"}
+    assert client.calls["POST /repos/{owner}/{repo}/issues/{issue_number}/labels"] == 1
+
+
+def test_reactions_are_idempotent(fake_github: FakeGitHub, client: InstallationClient) -> None:
+    number = fake_github.open_issue(REPO, "t")
+    comment = fake_github.add_comment(REPO, number, "alice", "/promote m 8 to staging")
+    client.add_reaction(REPO, comment)
+    client.add_reaction(REPO, comment)
+    assert fake_github.reactions(REPO, comment) == [("gitops-bot[bot]", "eyes")]
