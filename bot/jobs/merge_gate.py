@@ -138,7 +138,7 @@ def evaluate_pr(
     client: Any,
     repo: str,
     number: int,
-    config: Config,
+    config: Config | Callable[[], Config],
     *,
     bot_login: str | None,
     merge: bool = True,
@@ -151,6 +151,8 @@ def evaluate_pr(
         meta = parse_meta(pr.body or "")
         if not meta or pr.head_ref is None or not str(pr.head_ref).startswith("gitops-bot/"):
             return GateResult(number, None, message="not a gitops-bot promotion PR")
+        if callable(config):
+            config = config()
         environment = config.environment(str(meta.get("env", "")))
         if environment is None:
             return GateResult(

@@ -348,7 +348,8 @@ def label(u: Urls, r: Repo, name: str, ident: int) -> dict[str, Any]:
         "name": name,
         "color": "ededed",
         "default": False,
-        "description": None,
+        # "" rather than null: the pull-request-simple schema does not allow null here
+        "description": "",
     }
 
 
@@ -389,6 +390,11 @@ def issue(u: Urls, r: Repo, i: Issue) -> dict[str, Any]:
         "updated_at": iso(i.updated_at),
         "closed_by": None,
         "author_association": _author_association(r, i.user),
+        "reactions": {
+            "url": f"{api}/reactions",
+            "total_count": 0,
+            **{k: 0 for k in ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")},
+        },
     }
     if i.pull:
         pr_api = f"{u.api}/repos/{r.full_name}/pulls/{i.number}"

@@ -1,0 +1,231 @@
+"""Wire settings, queue, gateways, web app and workers into running processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from bot.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("bot")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    queue: Any
+    services: Any
+    metrics: Any
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def build_runtime(settings: Settings | None = None) -> Runtime:
+    """Everything a web or worker process needs; fails fast on missing settings."""
+    from bot.gateways.github import GitHubApp
+    from bot.gateways.kustomize import Renderer
+    from bot.gateways.mlflow import MlflowClient
+    from bot.gateways.queue import JobQueue
+    from bot.jobs.dispatch import Services
+    from bot.web.metrics import Metrics
+
+    settings = settings or load_settings()
+    if not settings.github_app_id or not settings.github_private_key:
+        raise SettingsError("GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or _PATH) are required")
+    queue = JobQueue.from_url(settings.database_url)
+    queue.migrate()
+    slug = settings.bot_login[: -len("[bot]")] if settings.bot_login else None
+    github = GitHubApp(
+        settings.github_app_id,
+        settings.github_private_key.get(),
+        settings.github_api_url,
+        app_slug=slug,
+    )
+    renderer = Renderer(binary=settings.kustomize_bin)
+    services = Services(
+        github=github,
+        # the bot's own edits of default-branch content: still no plugins/exec/helm
+        render_pair=renderer.render_pair,
+        untrusted_render_pair=renderer.render_pair,
+        mlflow=MlflowClient(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None,
+        bot_login=settings.bot_login,
+        app_slug=slug,
+    )
+    return Runtime(settings=settings, queue=queue, services=services, metrics=Metrics())
+
+
+def job_handler(runtime: Runtime) -> Any:
+    """The worker's handler: dispatch, with job metrics."""
+    from bot.jobs.dispatch import handle_job
+
+    def handle(job: Any) -> None:
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            handle_job(runtime.services, job.kind, job.repo, dict(job.payload))
+            outcome = "done"
+        finally:
+            runtime.metrics.jobs.labels(kind=job.kind, outcome=outcome).inc()
+            runtime.metrics.job_duration.labels(kind=job.kind).observe(time.monotonic() - started)
+            remaining = _rate_remaining(runtime)
+            if remaining is not None:
+                runtime.metrics.github_rate_remaining.set(remaining)
+
+    return handle
+
+
+def _rate_remaining(runtime: Runtime) -> int | None:
+    clients = getattr(runtime.services.github, "_clients", {})
+    values = [
+        c.rate_limit_remaining for c in clients.values() if c.rate_limit_remaining is not None
+    ]
+    return min(values) if values else None
+
+
+def web_app(runtime: Runtime) -> Flask:
+    from bot.web.app import create_app
+    from bot.web.operator import GitHubOperatorData, operator_blueprint
+
+    app = create_app(runtime.settings, runtime.queue, metrics=runtime.metrics)
+    data = GitHubOperatorData(
+        runtime.services.github,
+        runtime.queue,
+        runtime.settings.mlflow_target_repos,
+        bot_login=runtime.settings.bot_login,
+    )
+    app.register_blueprint(operator_blueprint(data))
+    return app
+
+
+def create_wsgi_app() -> Flask:
+    """Entry point for gunicorn: `gunicorn 'bot.runtime:create_wsgi_app()'`."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return web_app(build_runtime(settings))
+
+
+def start_reconcile_timer(runtime: Runtime, stop: threading.Event) -> threading.Thread | None:
+    """Enqueue a reconcile job per repository every interval (dedupe by time bucket)."""
+    from bot.gateways.queue import NewJob
+
+    interval = runtime.settings.reconcile_interval_s
+    if interval <= 0 or not runtime.settings.mlflow_target_repos:
+        return None
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            bucket = int(time.time() // interval)
+            for repo in runtime.settings.mlflow_target_repos:
+                job = NewJob(f"reconcile:{repo}:{bucket}", "internal", "reconcile", repo, {})
+                try:
+                    runtime.queue.enqueue(job)
+                except Exception:
+                    log.exception("could not enqueue reconcile for %s", repo)
+
+    thread = threading.Thread(target=loop, name="reconcile", daemon=True)
+    thread.start()
+    return thread
+
+
+def _start_workers(runtime: Runtime, stop: threading.Event) -> threading.Thread:
+    from bot.worker import Worker
+
+    worker = Worker(
+        runtime.queue, job_handler(runtime), concurrency=runtime.settings.worker_concurrency
+    )
+    thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
+    thread.start()
+    return thread
+
+
+def _install_signal_handlers(stop: threading.Event, on_stop: Any = None) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+        if on_stop is not None:
+            on_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080, workers: bool = True) -> int:
+    """Web server plus in-process workers: the embedded single-process deployment."""
+    from werkzeug.serving import make_server
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    runtime = build_runtime(settings)
+    stop = threading.Event()
+    threads = [_start_workers(runtime, stop)] if workers else []
+    start_reconcile_timer(runtime, stop)
+    server = make_server(host, port, web_app(runtime), threaded=True)
+    _install_signal_handlers(stop, lambda: threading.Thread(target=server.shutdown).start())
+    log.info("gitops-bot listening on http://%s:%d", host, server.server_port)
+    server.serve_forever()
+    for thread in threads:
+        thread.join(timeout=60)
+    return 0
+
+
+def run_worker() -> int:
+    """Workers only (scale them separately from the web replicas)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    runtime = build_runtime(settings)
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    start_reconcile_timer(runtime, stop)
+    from bot.worker import Worker
+
+    Worker(runtime.queue, job_handler(runtime), concurrency=settings.worker_concurrency).run(stop)
+    return 0
+
+
+def replay(path: Path, *, event: str | None, source: str) -> int:
+    """Run one stored webhook body through the parser and the handler, synchronously."""
+    from bot.core.events import Ignored, parse_github, parse_mlflow
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    runtime = build_runtime(settings)
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    handle = partial(_replay_one, runtime)
+    if source == "github":
+        if not event:
+            raise SettingsError("--event is required for GitHub payloads (the X-GitHub-Event name)")
+        parsed = parse_github(event, payload, bot_login=settings.bot_login)
+        if isinstance(parsed, Ignored):
+            print(f"ignored: {parsed.reason}")
+            return 0
+        handle(parsed.KIND, parsed.repo or None, parsed.to_payload())
+        return 0
+    parsed_ml = parse_mlflow(payload)
+    if isinstance(parsed_ml, Ignored):
+        print(f"ignored: {parsed_ml.reason}")
+        return 0
+    for repo in settings.mlflow_target_repos:
+        handle(parsed_ml.KIND, repo, parsed_ml.to_payload())
+    return 0
+
+
+def _replay_one(runtime: Runtime, kind: str, repo: str | None, payload: dict[str, Any]) -> None:
+    from bot.jobs.dispatch import handle_job
+
+    log.info("replaying %s for %s (%s)", kind, repo, uuid.uuid4().hex[:8])
+    handle_job(runtime.services, kind, repo, payload)

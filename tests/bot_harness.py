@@ -1,0 +1,134 @@
+"""The whole bot in one process: signed deliveries through the Flask app, a real SQLite queue,
+the worker's handler, the GitHub gateway talking to the shared fake GitHub."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bot.gateways.github import GitHubApp
+from bot.gateways.kustomize import Renderer
+from bot.gateways.queue import JobQueue
+from bot.jobs.dispatch import Services
+from bot.runtime import Runtime, job_handler, web_app
+from bot.settings import load_settings
+from bot.web.metrics import Metrics
+from bot.worker import Worker
+
+GITHUB_SECRET = "gh-webhook-secret-for-tests"
+MLFLOW_SECRET = "mlflow-webhook-secret-for-tests"
+
+
+def mlflow_headers(
+    body: bytes,
+    secret: str = MLFLOW_SECRET,
+    delivery_id: str | None = None,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    delivery_id = delivery_id or str(uuid.uuid4())
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    digest = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
+    return {
+        "Content-Type": "application/json",
+        "X-MLflow-Delivery-Id": delivery_id,
+        "X-MLflow-Timestamp": str(timestamp),
+        "X-MLflow-Signature": f"v1,{digest}",
+    }
+
+
+def github_headers(event: str, body: bytes, delivery: str | None = None) -> dict[str, str]:
+    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={digest}",
+    }
+
+
+def mlflow_model_version_created(name: str, version: str, source: str, run_id: str = "") -> dict:
+    return {
+        "entity": "model_version",
+        "action": "created",
+        "timestamp": "2026-11-26T12:00:00Z",
+        "data": {
+            "name": name,
+            "version": version,
+            "source": source,
+            "run_id": run_id or None,
+            "tags": {},
+            "description": None,
+        },
+    }
+
+
+class BotHarness:
+    def __init__(self, fake: Any, tmp_path: Path, repos: tuple[str, ...], **env: str) -> None:
+        settings = load_settings(
+            {
+                "GITHUB_APP_ID": str(fake.app_id),
+                "GITHUB_PRIVATE_KEY": fake.private_key_pem,
+                "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+                "GITHUB_APP_SLUG": fake.app_slug,
+                "MLFLOW_WEBHOOK_SECRET": MLFLOW_SECRET,
+                "MLFLOW_TARGET_REPOS": ",".join(repos),
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+                **env,
+            }
+        )
+        self.fake = fake
+        self.queue = JobQueue.from_url(settings.database_url)
+        self.queue.migrate()
+        self.github = GitHubApp(
+            settings.github_app_id,
+            settings.github_private_key.get(),
+            fake.api_url,
+            app_slug=fake.app_slug,
+            sleep=lambda _s: None,
+        )
+        renderer = Renderer()
+        services = Services(
+            github=self.github,
+            render_pair=renderer.render_pair,
+            untrusted_render_pair=renderer.render_pair,
+            mlflow=None,
+            bot_login=settings.bot_login,
+            app_slug=fake.app_slug,
+        )
+        self.runtime = Runtime(
+            settings=settings, queue=self.queue, services=services, metrics=Metrics()
+        )
+        self.app = web_app(self.runtime)
+        self.client = self.app.test_client()
+        self.worker = Worker(self.queue, job_handler(self.runtime), lease_seconds=30)
+
+    def deliver_mlflow(self, payload: dict, delivery_id: str | None = None) -> Any:
+        body = json.dumps(payload).encode()
+        return self.client.post(
+            "/webhooks/mlflow", data=body, headers=mlflow_headers(body, delivery_id=delivery_id)
+        )
+
+    def deliver_github(self, event: str, payload: dict, delivery: str | None = None) -> Any:
+        body = json.dumps(payload).encode()
+        return self.client.post(
+            "/webhooks/github", data=body, headers=github_headers(event, body, delivery)
+        )
+
+    def drain(self, limit: int = 50) -> int:
+        ran = 0
+        while ran < limit and self.worker.run_once():
+            ran += 1
+        return ran
+
+    def jobs(self) -> list[dict]:
+        return self.queue.recent(200)
+
+    def failed_jobs(self) -> list[dict]:
+        return [j for j in self.jobs() if j["status"] not in ("done",)]
