@@ -1,4 +1,4 @@
-"""MLflow event -> staging PR through the whole bot: web layer, queue, worker, gateway, fake GitHub."""
+"""MLflow event -> staging PR through web layer, queue, worker, gateway and the fake GitHub."""
 
 from __future__ import annotations
 
