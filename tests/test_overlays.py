@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
+from copy import deepcopy
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ruamel.yaml import YAML
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from bot.core.errors import EditError
 from bot.core.overlays import apply_edits, read_field, safe_repo_path
@@ -356,6 +361,32 @@ def test_key_missing_because_it_comes_from_a_merge_key_is_created_as_an_override
     assert load_all(after)[0]["primary"]["port"] == 9090  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    ("before", "field", "after"),
+    [
+        (b"a: {x: 1,\n   y: 2\n  }\nb: 1\n", "a.z", b"a: {x: 1,\n   y: 2, z: v\n  }\nb: 1\n"),
+        (b"a: {x: 1, y: 2,}\n", "a.z", b"a: {x: 1, y: 2, z: v,}\n"),
+        (b"a: &q {}\n", "a.z", b"a: &q {z: v}\n"),
+        (b"lits: []\n", "lits.K", b"lits: [K=v]\n"),
+        (b"lits: [A=1]  # c\n", "lits.K", b"lits: [A=1, K=v]  # c\n"),
+        (b"lits:\n  -   A=1\nx: 1\n", "lits.K", b"lits:\n  -   A=1\n  -   K=v\nx: 1\n"),
+        (b"d: &d v\nm:\n  t: *d\nn: 1\n", "m.extra", b"d: &d v\nm:\n  t: *d\n  extra: v\nn: 1\n"),
+        (
+            b"m:\n  s: |\n    x\n\n  # c\nn: 1\n",
+            "m.t",
+            b"m:\n  s: |\n    x\n\n  t: v\n  # c\nn: 1\n",
+        ),
+        (b"m:\n  e:\n# c\nn: 1\n", "m.t", b"m:\n  e:\n  t: v\n# c\nn: 1\n"),
+    ],
+)
+def test_new_entry_is_placed_after_the_last_written_entry(
+    before: bytes, field: str, after: bytes
+) -> None:
+    result, applied = apply_edits("f.yaml", before, [(field, "v")])
+    assert result == after
+    assert applied == ((field, None, "v"),)
+
+
 # --------------------------------------------------------------------------- multi-doc, CRLF, BOM
 
 
@@ -659,3 +690,199 @@ def test_safe_repo_path_refuses_escapes(base: str, relative: str, message: str) 
     with pytest.raises(EditError, match=None) as info:
         safe_repo_path(base, relative)
     assert message in str(info.value)
+
+
+# --------------------------------------------------------------------------- corpus + property
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A scalar value in a fixture, found independently of the module under test."""
+
+    file: str
+    field: str
+    steps: tuple[str | int, ...]  # keys and indices into the loaded data
+    doc: int
+    start: int  # byte offsets of the node in the file
+    end: int
+    block: bool
+    shared: bool
+
+
+def corpus_files() -> dict[str, bytes]:
+    files = {p.name: p.read_bytes() for p in sorted(DATA.glob("*.yaml"))}
+    del files["duplicate-keys.yaml"]  # the independent reader refuses it (tested above)
+    files["crlf-bom-" + KUST] = to_crlf_with_bom(files[KUST])
+    files["crlf-" + CFG] = files[CFG].replace(b"\n", b"\r\n")
+    return files
+
+
+def scalars_of(name: str, content: bytes) -> list[Scalar]:
+    text = re.sub(r"\t(?=[ \t]*(\r?\n|$))", " ", content.decode("utf-8"))
+    docs = list(YAML(typ="safe", pure=True).compose_all(text))
+    counts: dict[int, int] = {}
+    for root in docs:
+        for node in walk(root):
+            counts[id(node)] = counts.get(id(node), 0) + 1
+    found: list[Scalar] = []
+
+    def visit(node: Node, doc: int, field: str, steps: tuple[str | int, ...], shared: bool) -> None:
+        shared = shared or counts[id(node)] > 1
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                name_ = key.value
+                if not re.fullmatch(r"[A-Za-z_][\w./-]*", name_):
+                    continue  # `<<` merge keys and the like
+                segment = f"[{name_}]" if "." in name_ else name_
+                visit(value, doc, f"{field}.{segment}".lstrip("."), (*steps, name_), shared)
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                visit(item, doc, f"{field}.{i}", (*steps, i), shared)
+        elif node.start_mark.index != node.end_mark.index:  # skip empty values
+            start = len(text[: node.start_mark.index].encode())
+            end = len(text[: node.end_mark.index].encode())
+            block = node.style in ("|", ">")
+            found.append(Scalar(name, field, steps, doc, start, end, block, shared))
+
+    for i, root in enumerate(docs):
+        if root is not None:
+            visit(root, i, "", (), False)
+    return found
+
+
+def walk(node: Node | None) -> list[Node]:
+    if node is None:
+        return []
+    out = [node]
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            out += walk(key) + walk(value)
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            out += walk(item)
+    return out
+
+
+CORPUS = corpus_files()
+SCALARS = [s for name, content in CORPUS.items() for s in scalars_of(name, content)]
+
+
+def with_value(data: object, steps: tuple[str | int, ...], value: str) -> object:
+    """``data`` with ``value`` at ``steps``; a typed field (int/float/bool) keeps its type when
+    the new text reads as that type, as documented in bot.core.overlays."""
+    copy = deepcopy(data)
+    node = copy
+    for step in steps[:-1]:
+        node = node[step]  # type: ignore[index]
+    old = node[steps[-1]]  # type: ignore[index]
+    new: object = value
+    if isinstance(old, bool | int | float):
+        try:
+            parsed = YAML(typ="safe", pure=True).load(value)
+        except Exception:
+            parsed = None
+        if type(parsed) is type(old):
+            new = parsed
+    node[steps[-1]] = new  # type: ignore[index]
+    return copy
+
+
+def check_edit_of(scalar: Scalar, value: str) -> None:
+    """Setting ``scalar`` to ``value`` changes only its span and reads back as ``value``."""
+    before = CORPUS[scalar.file]
+    ambiguous = sum(1 for s in SCALARS if s.file == scalar.file and s.field == scalar.field) > 1
+    if scalar.block or scalar.shared or ambiguous:
+        expected = "block scalar" if scalar.block else "shared" if scalar.shared else "ambiguous"
+        with pytest.raises(EditError, match=expected):
+            apply_edits(scalar.file, before, [(scalar.field, value)])
+        return
+    after, applied = apply_edits(scalar.file, before, [(scalar.field, value)])
+    assert applied[0][2] == value
+    prefix = 0
+    while prefix < min(len(before), len(after)) and before[prefix] == after[prefix]:
+        prefix += 1
+    suffix = 0
+    while (
+        suffix < min(len(before), len(after)) - prefix and before[-1 - suffix] == after[-1 - suffix]
+    ):
+        suffix += 1
+    # one contiguous changed region (none if the value was already there), inside the old span
+    if before != after:
+        assert scalar.start <= prefix
+        assert len(before) - suffix <= scalar.end
+    old_docs = load_all(before)
+    new_docs = load_all(after)
+    assert new_docs[scalar.doc] == with_value(old_docs[scalar.doc], scalar.steps, value)
+    assert [d for i, d in enumerate(new_docs) if i != scalar.doc] == [
+        d for i, d in enumerate(old_docs) if i != scalar.doc
+    ]
+
+
+def test_corpus_has_a_scalar_of_every_style() -> None:
+    styles = {(s.block, s.shared) for s in SCALARS}
+    assert styles == {(False, False), (True, False), (False, True)}
+    assert len(SCALARS) > 100
+
+
+@pytest.mark.parametrize("value", ["corpus-1", "0", 'it\'s #1: "x"'])
+def test_setting_any_fixture_scalar_changes_only_its_span(value: str) -> None:
+    for scalar in SCALARS:
+        try:
+            check_edit_of(scalar, value)
+        except AssertionError as exc:
+            raise AssertionError(f"{scalar.file} {scalar.field}: {exc}") from exc
+
+
+@settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    scalar=st.sampled_from([s for s in SCALARS if not (s.block or s.shared)]),
+    value=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+        max_size=24,
+    ),
+)
+def test_any_single_line_value_round_trips_through_any_scalar(scalar: Scalar, value: str) -> None:
+    check_edit_of(scalar, value)
+
+
+CREATIONS = [
+    (KUST, "images.[name=fraud-detector].digest", ("images", 0, "digest")),
+    ("crlf-bom-" + KUST, "images.[name=feature-proxy].newName", ("images", 1, "newName")),
+    (DEPLOY, "metadata.labels.team", ("metadata", "labels", "team")),
+    (CFG, "data.new-key", ("data", "new-key")),
+    ("crlf-" + CFG, "data.new-key", ("data", "new-key")),
+    (MULTI, "spec.predictor.model.runtime", ("spec", "predictor", "model", "runtime")),
+]
+
+
+@settings(
+    max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    case=st.sampled_from(CREATIONS),
+    value=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+        max_size=24,
+    ),
+)
+def test_any_single_line_value_can_be_added_as_a_new_key(
+    case: tuple[str, str, tuple[str | int, ...]], value: str
+) -> None:
+    name, field, steps = case
+    before = CORPUS[name]
+    after, applied = apply_edits(name, before, [(field, value)])
+    assert applied == ((field, None, value),)
+    prefix = 0
+    while prefix < len(before) and before[prefix] == after[prefix]:
+        prefix += 1
+    assert after[prefix + len(after) - len(before) :] == before[prefix:]  # a pure insertion
+    old_docs, new_docs = load_all(before), load_all(after)
+    expected = deepcopy(old_docs[0])  # every case targets the first document
+    node = expected
+    for step in steps[:-1]:
+        node = node[step]  # type: ignore[index]
+    node[steps[-1]] = value  # type: ignore[index]
+    assert new_docs[0] == expected
+    assert new_docs[1:] == old_docs[1:]

@@ -5,7 +5,8 @@ Syntax (a superset of what Kustomize's ``SmarterPathSplitter`` + kyaml ``PathGet
 - ``a.b.c`` -- segments separated by dots. Each plain segment is a mapping key.
 - ``a\\.b`` -- a backslash before a dot escapes it: the key is ``a.b`` (as in Kustomize).
 - ``[a.b/c]`` -- a bracketed segment without ``=`` is a mapping key taken literally, dots
-  included (Kustomize: ``metadata.annotations.[config.kubernetes.io/local-config]``).
+  included (Kustomize: ``metadata.annotations.[config.kubernetes.io/local-config]``). Kustomize
+  only unwraps such brackets when they contain a dot; here ``[abc]`` is also the key ``abc``.
 - ``[name=value]`` -- selects the one list item that is a mapping whose key ``name`` has the
   scalar value ``value`` (``images.[name=fraud-detector].newTag``). The value may contain dots
   and ``=`` (only the first ``=`` splits): ``[name=com.foo.app]``.

@@ -20,7 +20,11 @@ Decisions worth knowing:
 - Block scalars (``|``, ``>``) cannot be edited (error); a value containing a line break is
   refused.
 - A missing final key is created when its parent mapping (or literal list) exists in exactly one
-  document; a missing parent is an error that says what exists instead.
+  document: one line after the parent's last entry, indented like its first key (or ``, key: v``
+  inside a flow mapping); a missing parent is an error that says what exists instead.
+- A path that resolves in several documents of a multi-document file is ambiguous (error).
+- ruamel.yaml rejects tabs in trailing whitespace, which YAML allows: the parser is shown those
+  tabs as spaces (same offsets); the file keeps its tabs.
 """
 
 from __future__ import annotations
@@ -253,12 +257,13 @@ def _insert_entry(
     path: str, field: str, text: str, parent: MappingNode | SequenceNode, entry: str, item: bool
 ) -> str:
     if parent.flow_style:
-        close = parent.end_mark.index - 1
-        if text[close : close + 1] not in ("}", "]"):
-            raise EditError(path, f"{field}: line {_line(parent)}: cannot find the closing bracket")
-        before = text[:close].rstrip()
-        sep = "" if not parent.value else " " if before.endswith(",") else ", "
-        return text[:close] + sep + entry + text[close:]
+        if not parent.value:
+            opener = _value_span(text, parent)[0]  # '{' or '[' after any anchor or tag
+            return text[: opener + 1] + entry + text[opener + 1 :]
+        end = _written_end(parent, len(parent.value) - 1)
+        if end is None:
+            raise EditError(path, f"{field}: line {_line(parent)}: cannot find where to add it")
+        return text[:end] + ", " + entry + text[end:]
     if item:
         dash = parent.start_mark.index
         first = parent.value[0].start_mark.index
@@ -269,31 +274,50 @@ def _insert_entry(
     else:
         line = " " * int(parent.value[0][0].start_mark.column) + entry
     pos = _end_of_last_line(text, parent)
+    if pos is None:
+        raise EditError(path, f"{field}: line {_line(parent)}: cannot find where to add it")
     eol = _line_break(text, pos)
     if pos == len(text) and not text.endswith("\n"):
         return text + eol + line
     return text[:pos] + line + eol + text[pos:]
 
 
-def _end_of_last_line(text: str, collection: Node) -> int:
-    """Index just after the line break that ends the collection's last entry."""
+def _end_of_last_line(text: str, collection: MappingNode | SequenceNode) -> int | None:
+    """Index just after the line break that ends the collection's last entry (None: unknown)."""
     node: Node = collection
-    while True:
-        if isinstance(node, MappingNode) and not node.flow_style and node.value:
-            key, val = node.value[-1]
-            if isinstance(val, ScalarNode) and val.start_mark.index == val.end_mark.index:
-                node = key  # empty value: its marks point at the next token
-                break
-            node = val
-        elif isinstance(node, SequenceNode) and not node.flow_style and node.value:
-            node = node.value[-1]
-        else:
+    while isinstance(node, MappingNode | SequenceNode) and not node.flow_style and node.value:
+        last = len(node.value) - 1
+        if _written_end(node, last) is None:
+            if isinstance(node, SequenceNode):
+                return None
+            node = node.value[last][0]  # an alias or empty value: the key's line ends it
             break
-    end = node.end_mark.index
+        node = node.value[last][1] if isinstance(node, MappingNode) else node.value[last]
+    end = int(node.end_mark.index)
     if isinstance(node, ScalarNode) and node.style in ("|", ">") and node.end_mark.column == 0:
-        return int(end)
+        return end
     newline = text.find("\n", end)
     return len(text) if newline < 0 else newline + 1
+
+
+def _written_end(parent: MappingNode | SequenceNode, i: int) -> int | None:
+    """End of entry ``i``'s value where it is written in ``parent``; None for an alias (whose
+    node carries the marks of its anchor, earlier in the file) or an empty value."""
+    if isinstance(parent, MappingNode):
+        value = parent.value[i][1]
+        floor = int(parent.value[i][0].end_mark.index)
+    else:
+        value = parent.value[i]
+        floor = int(parent.start_mark.index)
+        for previous in range(i - 1, -1, -1):
+            end = _written_end(parent, previous)
+            if end is not None:
+                floor = end
+                break
+    start, end = int(value.start_mark.index), int(value.end_mark.index)
+    if start < floor or start == end:
+        return None
+    return end
 
 
 # --------------------------------------------------------------------------- rendering
@@ -363,7 +387,7 @@ def _double_quoted(value: str) -> str:
     return "".join(out)
 
 
-def _value_span(text: str, node: ScalarNode) -> tuple[int, int]:
+def _value_span(text: str, node: Node) -> tuple[int, int]:
     """The span of the scalar itself, without a leading anchor (&a) or tag (!!str)."""
     start, end = int(node.start_mark.index), int(node.end_mark.index)
     while start < end and text[start] in "&!":
