@@ -74,6 +74,20 @@ def _strip_examples(node: Any, in_properties: bool = False) -> Any:
     return node
 
 
+def _null_in_nullable_enums(node: Any) -> None:
+    """Add null to `enum` where `nullable: true`: GitHub returns null there (e.g. a check run's
+    `conclusion`), but OpenAPI 3.0.3 validators reject null unless the enum lists it."""
+    if isinstance(node, dict):
+        enum = node.get("enum")
+        if node.get("nullable") is True and isinstance(enum, list) and None not in enum:
+            enum.append(None)
+        for value in node.values():
+            _null_in_nullable_enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            _null_in_nullable_enums(value)
+
+
 def trim(spec: dict[str, Any], package: str, version: str) -> dict[str, Any]:
     """Keep the contract's operations and the components they reference, transitively."""
     paths: dict[str, Any] = {}
@@ -97,13 +111,16 @@ def trim(spec: dict[str, Any], package: str, version: str) -> dict[str, Any]:
         components.setdefault(kind, {})[name] = value
         pending |= _refs(value) - seen
 
+    _null_in_nullable_enums(paths)
+    _null_in_nullable_enums(components)
     info = dict(spec["info"])
     info["x-trimmed-from"] = {
         "package": package,
         "version": version,
         "file": "generated/api.github.com.json",
         "script": "scripts/trim_openapi.py",
-        "note": "only the operations gitops-bot uses; examples removed",
+        "note": "only the operations gitops-bot uses; examples removed; "
+        "null added to enums of nullable schemas",
     }
     return {
         "openapi": spec["openapi"],

@@ -90,6 +90,10 @@ class Call:
     query: str
     status: int
     operation: str | None  # the OpenAPI path pattern
+    body: bytes | None = None  # the raw request body (e.g. to check the merge `sha` guard)
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
 
 
 @dataclass
@@ -207,7 +211,7 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         fault = self._take_fault(method, path)
         if fault is not None and not fault.after:
             return self._finish(
-                Call(method, path, query, fault.status, route.pattern), *self._fault_response(fault)
+                Call(method, path, query, fault.status, route.pattern, body), *self._fault_response(fault)
             )
 
         req = Req(
@@ -232,7 +236,7 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         if fault is not None:
             status, resp_headers, data = self._fault_response(fault)
         return self._finish(
-            Call(method, path, query, status, route.pattern), status, resp_headers, data
+            Call(method, path, query, status, route.pattern, body), status, resp_headers, data
         )
 
     def _finish(self, call: Call, status: int, headers: dict[str, str], data: bytes) -> Response:
@@ -255,7 +259,7 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         self.validation_errors.append(f"{method} {path}?{query}: {msg}")
         body = shapes.error(f"fake GitHub: request failed OpenAPI validation: {msg}")
         return self._finish(
-            Call(method, path, query, VALIDATION_STATUS, pattern),
+            Call(method, path, query, VALIDATION_STATUS, pattern, body),
             VALIDATION_STATUS,
             {"Content-Type": "application/json"},
             json.dumps(body).encode(),

@@ -18,7 +18,7 @@ class PayloadMixin:
     def _envelope(self, r: Repo, sender: str, action: str | None) -> dict[str, Any]:
         u: Urls = self._urls()  # type: ignore[attr-defined]
         body: dict[str, Any] = {"action": action} if action else {}
-        body["repository"] = shapes.repository(u, r)
+        body["repository"] = {**shapes.repository(u, r), "custom_properties": {}}
         if r.owner_type == "Organization":
             oid = shapes.user_id(r.owner)
             api = f"{u.api}/orgs/{r.owner}"

@@ -393,7 +393,9 @@ def issue(u: Urls, r: Repo, i: Issue) -> dict[str, Any]:
         "reactions": {
             "url": f"{api}/reactions",
             "total_count": 0,
-            **{k: 0 for k in ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")},
+            **{
+                k: 0 for k in ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")
+            },
         },
     }
     if i.pull:
