@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
@@ -886,3 +888,38 @@ def test_any_single_line_value_can_be_added_as_a_new_key(
     node[steps[-1]] = value  # type: ignore[index]
     assert new_docs[0] == expected
     assert new_docs[1:] == old_docs[1:]
+
+
+# --------------------------------------------------------------------------- real Kustomize
+
+
+KUBECTL = Path(sys.executable).parent / "kubectl"
+
+
+def test_real_kustomize_renders_what_the_edits_wrote(tmp_path: Path) -> None:
+    """The field paths address what Kustomize itself reads (images, literals, a CRLF file)."""
+    (tmp_path / DEPLOY).write_bytes(fixture(DEPLOY))
+    kustomization = to_crlf_with_bom(
+        b"resources:\n- deployment.yaml\n"
+        b"images:\n- name: registry.example.com/ml/fraud-detector  # server\n  newTag: v41\n"
+        b"configMapGenerator:\n- name: model-settings\n  literals:\n  - MODEL_URI=s3://m/41\n"
+        b"  options: {disableNameSuffixHash: true}\n"
+    )
+    edited, _ = apply_edits(
+        KUST,
+        kustomization,
+        [
+            ("images.[name=registry.example.com/ml/fraud-detector].newTag", "v42"),
+            ("images.[name=registry.example.com/ml/fraud-detector].digest", "sha256:" + "a" * 64),
+            ("configMapGenerator.[name=model-settings].literals.MODEL_URI", "s3://m/42 #x"),
+            ("configMapGenerator.[name=model-settings].literals.THRESHOLD", "0"),
+        ],
+    )
+    (tmp_path / KUST).write_bytes(edited)
+    rendered = subprocess.run(
+        [str(KUBECTL), "kustomize", str(tmp_path)], capture_output=True, check=True, timeout=60
+    ).stdout
+    docs = {d["kind"]: d for d in load_all(rendered)}  # type: ignore[index]
+    assert docs["ConfigMap"]["data"] == {"MODEL_URI": "s3://m/42 #x", "THRESHOLD": "0"}
+    containers = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == "registry.example.com/ml/fraud-detector:v42@sha256:" + "a" * 64
