@@ -16,6 +16,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from bot.core.deployed import Deployed
+from bot.core.overlays import apply_edits
 from bot.core.report import meta_marker
 from bot.gateways.github import GitHubApp
 from bot.gateways.queue import JobQueue, NewJob
@@ -226,11 +227,11 @@ def test_failing_sources_show_errors_instead_of_a_500(queue: JobQueue) -> None:
 
 # --------------------------------------------------------------------------- GitHub provider
 
-PROD_BRANCH = "gitops-bot/production/fraud-v2-candidate-8"
+PROD_BRANCH = "gitops-bot/production/fraud-v2-candidate-42"
 
 
 def promotion_body(requester: str, env: str = "production") -> str:
-    meta = {"v": 1, "model": "fraud-v2-candidate", "version": "8", "env": env}
+    meta = {"v": 1, "model": "fraud-v2-candidate", "version": "42", "env": env}
     return "Promote\n\n" + meta_marker({**meta, "requester": requester}) + "\n"
 
 
@@ -247,18 +248,28 @@ def github_data(
     yield data, now
 
 
+def set_production(fake: FakeGitHub, repo: str, branch: str, version: int) -> None:
+    """Commit the production overlay deploying `version` (edited with the real overlay editor)."""
+    files = {}
+    for name, fieldpath, value in (
+        ("model-config.yaml", "data.fraud-v2-storage-uri", f"s3://models/fraud/{version}/model"),
+        ("kustomization.yaml", "images.[name=fraud-detector].newTag", f"v{version}"),
+    ):
+        path = f"k8s/overlays/production/{name}"
+        content = fake.file_at(repo, "main", path)
+        assert content is not None
+        files[path] = apply_edits(path, content, [(fieldpath, value)])[0]
+    fake.push_commit(repo, branch, dict(files), f"production: v{version}", author="alice")
+
+
 def test_github_provider_reads_deployed_versions_and_pr_approval_state(
     fake_github: FakeGitHub, gitops_repo: str, github_data: tuple[GitHubOperatorData, list[float]]
 ) -> None:
-    data, _ = github_data
-    prod_file = "k8s/overlays/production/model-config.yaml"
-    old = fake_github.file_at(gitops_repo, "main", prod_file)
-    assert old is not None
-    fake_github.push_commit(
-        gitops_repo, PROD_BRANCH, {prod_file: old.replace(b"/7/", b"/8/")}, author="gitops-bot"
-    )
+    data, now = github_data
+    set_production(fake_github, gitops_repo, "main", 41)
+    set_production(fake_github, gitops_repo, PROD_BRANCH, 42)
     number = fake_github.open_pr(
-        gitops_repo, PROD_BRANCH, title="Promote fraud-detector v8 to production",
+        gitops_repo, PROD_BRANCH, title="Promote fraud-detector v42 to production",
         body=promotion_body("carol"), user="gitops-bot[bot]",
     )  # fmt: skip
     fake_github.set_permission(gitops_repo, "carol", "write")
@@ -266,30 +277,33 @@ def test_github_provider_reads_deployed_versions_and_pr_approval_state(
     fake_github.add_review(gitops_repo, number, "carol", "APPROVED")
 
     repo, missing = data.repositories()
-    assert missing.repo == "acme/not-installed" and missing.error
-    assert "not installed" in missing.error
+    assert missing.repo == "acme/not-installed"
+    assert missing.error is not None and "not installed" in missing.error
     assert repo.error is None and repo.default_branch == "main"
+    assert repo.sha == fake_github.branch_sha(gitops_repo, "main")
     envs = {e.name: e for e in repo.environments}
-    assert set(envs) == {"staging", "production"}
+    assert list(envs) == ["staging", "production"]
     assert envs["production"].approvals_text == "1 approval from @alice or team ml-platform"
-    prod = envs["production"].deployed[0]
-    assert prod.model == "fraud-v2-candidate"
-    assert prod.version is not None and prod.storage_uri is not None
-    assert f"/{prod.version}/" in prod.storage_uri or prod.version in prod.storage_uri
+    assert envs["staging"].approvals_text == "no approval required"
+    [prod] = envs["production"].deployed  # the default branch, not the PR branch
+    assert (prod.model, prod.version, prod.storage_uri) == (
+        "fraud-v2-candidate", "41", "s3://models/fraud/41/model",
+    )  # fmt: skip
     [pr] = repo.open_prs
     assert (pr.number, pr.env, pr.model, pr.version, pr.requester) == (
-        number, "production", "fraud-v2-candidate", "8", "carol",
+        number, "production", "fraud-v2-candidate", "42", "carol",
     )  # fmt: skip
     assert pr.approval_state == "needs_approval"
-    assert any("carol asked for this promotion" in r for r in pr.approval_reasons)
+    assert pr.required_approvals == 1 and pr.approvers == ()
+    assert "@carol asked for this promotion and cannot approve it" in pr.approval_reasons
 
     fake_github.add_review(gitops_repo, number, "alice", "APPROVED")
-    data_now = github_data[1]
     assert data.repositories()[0].open_prs[0].approval_state == "needs_approval"  # cached
-    data_now[0] += 31
+    now[0] += 31
     after = data.repositories()[0].open_prs[0]
     assert after.approvers == ("alice",)
-    assert after.approval_state in ("ready", "blocked")  # checks/mergeability decide the rest
+    assert after.approval_state == "ready", after.approval_reasons
+    assert fake_github.check_runs(gitops_repo, after.head_sha) == []  # read-only: no gate check
 
 
 def test_github_provider_caches_reads_for_the_ttl(
