@@ -300,7 +300,7 @@ def test_an_unusable_private_key_fails_at_startup_without_echoing_it() -> None:
     assert re.search("private key", str(info.value))
 
 
-# --------------------------------------------------------------------------- against the fake GitHub
+# ------------------------------------------------------------------------- against the fake GitHub
 
 REPO = "acme/gitops"
 FILES = {
@@ -540,3 +540,212 @@ def test_reactions_are_idempotent(fake_github: FakeGitHub, client: InstallationC
     client.add_reaction(REPO, comment)
     client.add_reaction(REPO, comment)
     assert fake_github.reactions(REPO, comment) == [("gitops-bot[bot]", "eyes")]
+
+
+def test_a_502_is_retried_after_a_backoff(
+    fake_github: FakeGitHub, client: InstallationClient, sleeps: Sleeps
+) -> None:
+    fake_github.fail_next("GET", r"/repos/acme/gitops$", status=502)
+    assert client.default_branch(REPO)[0] == "main"
+    assert sleeps == [1.0]
+    assert client.calls["GET /repos/{owner}/{repo}"] == 2
+
+
+def test_secondary_rate_limit_sleeps_for_retry_after_then_succeeds(
+    fake_github: FakeGitHub, client: InstallationClient, sleeps: Sleeps
+) -> None:
+    number = fake_github.open_issue(REPO, "t")
+    fake_github.rate_limit_next("POST", r"/comments$", count=2, retry_after=7)
+    comment_id = client.upsert_comment(REPO, number, "<!-- x -->", "<!-- x -->\nhello")
+    assert sleeps == [7.0, 7.0]
+    assert [c["id"] for c in fake_github.comments(REPO, number)] == [comment_id]
+
+
+def test_secondary_rate_limit_beyond_max_retries_raises_transient_error(
+    fake_github: FakeGitHub, client: InstallationClient, sleeps: Sleeps
+) -> None:
+    fake_github.rate_limit_next("GET", r"/collaborators/", count=10, retry_after=3)
+    with pytest.raises(TransientError) as info:
+        client.permission(REPO, "alice")
+    assert info.value.retry_after == 3.0
+    assert "secondary rate limit" in str(info.value)
+    assert sleeps == [3.0, 3.0, 3.0]  # max_retries=3: four attempts in all
+    assert len(fake_github.calls_to("GET", r"/collaborators/")) == 4
+
+
+def test_a_permanent_error_is_not_retried(
+    fake_github: FakeGitHub, client: InstallationClient, sleeps: Sleeps
+) -> None:
+    with pytest.raises(GitHubError) as info:
+        client.get_pr(REPO, 999)
+    assert info.value.status == 404
+    assert sleeps == []
+
+
+@pytest.mark.parametrize("role", ["admin", "maintain", "write", "triage", "read", "none"])
+def test_permission_reports_the_fine_grained_role(
+    fake_github: FakeGitHub, client: InstallationClient, role: str
+) -> None:
+    fake_github.set_permission(REPO, "alice", role)
+    assert client.permission(REPO, "alice") == role
+
+
+def test_permission_of_an_unknown_user_is_none(client: InstallationClient) -> None:
+    assert client.permission(REPO, "nobody-at-all") == "none"
+
+
+def test_team_membership_counts_active_members_only(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    fake_github.add_team_member("acme", "ml-leads", "alice")
+    assert client.is_team_member("acme", "ml-leads", "alice") is True
+    assert client.is_team_member("acme", "ml-leads", "bob") is False
+    assert client.is_team_member("acme", "no-such-team", "alice") is False
+
+
+@pytest.fixture
+def open_pr(fake_github: FakeGitHub, client: InstallationClient) -> tuple[int, str]:
+    _, base = client.default_branch(REPO)
+    head = client.commit_files(REPO, branch="b", base_sha=base, files={"x": b"1\n"}, message="m")
+    pr = client.create_pr(REPO, branch="b", base="main", title="t", body="b")
+    return pr.number, head
+
+
+def test_merge_with_a_stale_sha_is_a_conflict(
+    fake_github: FakeGitHub, client: InstallationClient, open_pr: tuple[int, str]
+) -> None:
+    number, _ = open_pr
+    with pytest.raises(MergeConflictError) as info:
+        client.merge_pr(REPO, number, sha="0" * 40, method="squash")
+    assert info.value.status == 409
+    assert client.get_pr(REPO, number).merged is False
+
+
+def test_merge_of_an_unmergeable_pr_reports_githubs_message(
+    fake_github: FakeGitHub, client: InstallationClient, open_pr: tuple[int, str]
+) -> None:
+    number, head = open_pr
+    fake_github.set_mergeable(REPO, number, False)
+    with pytest.raises(MergeNotAllowedError) as info:
+        client.merge_pr(REPO, number, sha=head, method="squash")
+    assert info.value.status == 405
+    assert info.value.message
+
+
+def test_merge_when_the_base_moved_is_retryable(
+    fake_github: FakeGitHub, client: InstallationClient, open_pr: tuple[int, str]
+) -> None:
+    number, head = open_pr
+    body = {"message": "Base branch was modified. Review and try the merge again."}
+    fake_github.fail_next("PUT", r"/merge$", status=405, body=body)
+    with pytest.raises(BaseModifiedError):
+        client.merge_pr(REPO, number, sha=head, method="squash")
+    merged = client.merge_pr(REPO, number, sha=head, method="squash", title="Promote m v8")
+    assert fake_github.branch_sha(REPO, "main") == merged
+    pr = client.get_pr(REPO, number)
+    assert (pr.merged, pr.merge_commit_sha) == (True, merged)
+
+
+def test_reviews_checks_and_statuses_are_read(
+    fake_github: FakeGitHub, client: InstallationClient, open_pr: tuple[int, str]
+) -> None:
+    number, head = open_pr
+    fake_github.add_review(REPO, number, "carol", "CHANGES_REQUESTED")
+    review = fake_github.add_review(REPO, number, "carol", "APPROVED")
+    fake_github.add_check_run(REPO, head, "ci/test", conclusion="failure")
+    fake_github.set_status(REPO, head, "ci/lint", "success")
+    reviews = client.reviews(REPO, number)
+    assert [(r.user, r.state, r.commit_id) for r in reviews] == [
+        ("carol", "CHANGES_REQUESTED", head),
+        ("carol", "APPROVED", head),
+    ]
+    assert reviews[-1].id == review and reviews[-1].submitted_at
+    assert [
+        (c.name, c.status, c.conclusion, c.app_slug) for c in client.check_runs(REPO, head)
+    ] == [("ci/test", "completed", "failure", "ci")]
+    assert client.combined_status(REPO, head) == [("ci/lint", "success")]
+
+
+def test_upsert_check_run_creates_updates_and_skips_unchanged(
+    fake_github: FakeGitHub, client: InstallationClient, open_pr: tuple[int, str]
+) -> None:
+    _, head = open_pr
+    fake_github.add_check_run(REPO, head, "gitops-bot/render", app_slug="someone-else")
+    summary = "```diff\n" + "+x\n" * 40000
+    run = client.upsert_check_run(
+        REPO, head, "gitops-bot/render", status="completed", conclusion="failure",
+        title="Rendering failed", summary="...",
+    )  # fmt: skip
+    same = client.upsert_check_run(
+        REPO, head, "gitops-bot/render", status="completed", conclusion="success",
+        title="Rendered", summary=summary, text="t" * 70000,
+    )  # fmt: skip
+    assert same == run
+    before = len(writes(fake_github))
+    client.upsert_check_run(
+        REPO, head, "gitops-bot/render", status="completed", conclusion="success",
+        title="Rendered", summary=summary, text="t" * 70000,
+    )  # fmt: skip
+    assert writes(fake_github)[before:] == []
+    ours = [c for c in fake_github.check_runs(REPO, head) if c["app"]["slug"] == "gitops-bot"]
+    assert len(ours) == 1
+    output = ours[0]["output"]
+    assert (ours[0]["conclusion"], output["title"]) == ("success", "Rendered")
+    assert len(output["summary"]) <= 65535 and output["summary"].count("```") == 2
+    assert len(output["text"]) <= 65535
+
+
+def test_each_operation_costs_the_documented_number_of_calls(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    def cost(fn: object, *args: object, **kwargs: object) -> dict[str, int]:
+        before = dict(client.calls)
+        fn(*args, **kwargs)  # type: ignore[operator]
+        return {k: n - before.get(k, 0) for k, n in client.calls.items() if n != before.get(k, 0)}
+
+    _, base = client.default_branch(REPO)
+    assert cost(client.default_branch, REPO) == {
+        "GET /repos/{owner}/{repo}": 1,
+        "GET /repos/{owner}/{repo}/git/ref/{ref}": 1,
+        "total": 2,
+    }
+    assert cost(client.snapshot, REPO, base)["total"] == 2
+    assert cost(client.snapshot, REPO, base) == {}
+    files = {"a.yaml": b"1\n"}
+    assert cost(client.commit_files, REPO, branch="c", base_sha=base, files=files, message="m") == {
+        "GET /repos/{owner}/{repo}/git/ref/{ref}": 1,
+        "GET /repos/{owner}/{repo}/git/commits/{commit_sha}": 1,
+        "POST /repos/{owner}/{repo}/git/trees": 1,
+        "POST /repos/{owner}/{repo}/git/commits": 1,
+        "POST /repos/{owner}/{repo}/git/refs": 1,
+        "total": 5,
+    }
+    assert cost(client.commit_files, REPO, branch="c", base_sha=base, files=files, message="m") == {
+        "GET /repos/{owner}/{repo}/git/ref/{ref}": 1,
+        "total": 1,  # the branch commit was just created: its parent and tree are known
+    }
+    assert client.rate_limit_remaining is not None and client.rate_limit_remaining < 5000
+
+
+def test_a_revoked_token_is_replaced_once(
+    fake_github: FakeGitHub, gh: GitHubApp, client: InstallationClient, sleeps: Sleeps
+) -> None:
+    client.default_branch(REPO)
+    fake_github.revoke_tokens()
+    assert client.permission(REPO, "nobody") == "none"
+    assert gh.calls["POST /app/installations/{installation_id}/access_tokens"] == 2
+    assert sleeps == []
+
+
+def test_comments_of_other_apps_are_left_alone_when_the_slug_is_unknown(
+    fake_github: FakeGitHub, sleeps: Sleeps
+) -> None:
+    fake_github.create_repo(REPO, files=FILES)
+    app = GitHubApp(fake_github.app_id, fake_github.private_key_pem, sleep=sleeps)
+    client = app.client(fake_github.installation_id(REPO))  # no lookup: slug unknown
+    number = fake_github.open_issue(REPO, "t")
+    human = fake_github.add_comment(REPO, number, "alice", "quoting <!-- m --> here")
+    ours = client.upsert_comment(REPO, number, "<!-- m -->", "<!-- m -->\nbody")
+    assert ours != human
+    assert client.delete_comments(REPO, number, "<!-- m", keep=set()) == [ours]
+    assert [c["id"] for c in fake_github.comments(REPO, number)] == [human]

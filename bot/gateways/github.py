@@ -196,6 +196,7 @@ def _operation(
                 max_retries=self.max_retries,
                 sleep=self._sleep,
                 backoff=self.backoff,
+                on_unauthorized=self._auth.invalidate,
             )
         finally:
             local.depth = 0
@@ -215,6 +216,10 @@ class _InstallationAuth(AppInstallationAuth):
 
     def _get_installation_authorization(self) -> InstallationAuthorization:
         return self._app.access_token(self.installation_id)
+
+    def invalidate(self) -> None:
+        """Forget the cached token (GitHub said 401: revoked or expired early)."""
+        self._AppInstallationAuth__installation_authorization = None
 
 
 class GitHubApp:
@@ -402,11 +407,14 @@ class InstallationClient:
         if cached is not None:
             return cached
         data = dict(self._get(f"{_repo_path(repo)}/git/commits/{quote(sha)}"))
+        self._remember_commit(repo, data)
+        return data
+
+    def _remember_commit(self, repo: str, data: Mapping[str, Any]) -> None:
         with self._commits_lock:
-            self._commits[key] = data
+            self._commits[(repo.lower(), str(data["sha"]))] = dict(data)
             while len(self._commits) > 512:
                 self._commits.popitem(last=False)
-        return data
 
     # ------------------------------------------------------------------ repository and git
 
@@ -529,6 +537,7 @@ class InstallationClient:
                 body={"message": message, "tree": tree["sha"], "parents": [base_sha]},
             )
             new_sha = str(commit["sha"])
+            self._remember_commit(repo, commit)
             if self._set_branch(repo, branch, new_sha, exists=current is not None):
                 return new_sha
         raise TransientError(f"{repo}: branch {branch} kept changing while it was being updated")
@@ -703,8 +712,11 @@ class InstallationClient:
             )
 
     def _ours(self, comment: CommentInfo) -> bool:
+        """Written by this app; without a known slug, by some app (never a human)."""
         login = self.app.bot_login
-        return login is None or comment.author.lower() == login.lower()
+        if login is None:
+            return comment.author.endswith("[bot]")
+        return comment.author.lower() == login.lower()
 
     @_operation
     def list_comments(self, repo: str, number: int) -> list[CommentInfo]:
@@ -811,7 +823,7 @@ class InstallationClient:
         slug = self.app.app_slug
         runs = self._paginate(
             f"{_repo_path(repo)}/commits/{quote(sha)}/check-runs",
-            {"check_name": name, "filter": "latest"},
+            {"check_name": name, "filter": "all", "app_id": self.app.auth.app_id},
             key="check_runs",
         )
         for run in runs:

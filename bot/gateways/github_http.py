@@ -298,13 +298,21 @@ def call_with_retries(
     sleep: Callable[[float], None],
     backoff: float = 1.0,
     max_sleep: float = MAX_RETRY_AFTER,
+    on_unauthorized: Callable[[], None] | None = None,
 ) -> T:
-    """Run fn (an idempotent operation); retry transient failures a bounded number of times."""
+    """Run fn (an idempotent operation); retry transient failures a bounded number of times.
+
+    A first 401 calls on_unauthorized (drop the cached token) and retries at once.
+    """
     attempt = 0
     while True:
         try:
             return fn()
         except (GithubException, requests.RequestException) as exc:
+            if isinstance(exc, GithubException) and exc.status == 401 and on_unauthorized:
+                on_unauthorized()
+                on_unauthorized = None
+                continue
             error = classify(exc, what)
             cause: BaseException | None = exc if isinstance(exc, GithubException) else None
         if not isinstance(error, TransientError) or attempt >= max_retries:
