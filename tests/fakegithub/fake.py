@@ -211,7 +211,8 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         fault = self._take_fault(method, path)
         if fault is not None and not fault.after:
             return self._finish(
-                Call(method, path, query, fault.status, route.pattern, body), *self._fault_response(fault)
+                Call(method, path, query, fault.status, route.pattern, body),
+                *self._fault_response(fault),
             )
 
         req = Req(

@@ -36,6 +36,7 @@ class TransportMixin:
             for method in METHODS:
                 mock.add_callback(method, pattern, callback=callback)
         mock.add_passthru(LOOPBACK)
+        self.responses_mock = mock  # tests may register their own mocks on it
 
     def serve(self) -> str:
         """Run the same dispatch on 127.0.0.1 in a background thread; returns its base URL."""
