@@ -40,7 +40,8 @@ class PlannedChange:
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
+    prefixed = [c for c in choices if c.lower().startswith(word.lower())] if word else []
+    close = prefixed[:1] or difflib.get_close_matches(word, choices, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"{hint} Known: {', '.join(sorted(choices)) or 'none'}."
 

@@ -194,6 +194,8 @@ def _publish_or_dry_run(
     published = publish_plan(
         deps.client, ctx.repo, plan, base_branch=state.default_branch, base_sha=state.sha
     )
+    if published is not None:  # the approval check appears at once; auto-merge envs may merge
+        evaluate_pr(deps.client, ctx.repo, published.number, state.config, bot_login=deps.bot_login)
     upsert_reply(
         deps.client,
         ctx.repo,
@@ -219,6 +221,7 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
     else:
         model, env = resolve_target(state.config, cmd.model, cmd.environment)
         version = cmd.version or _alias_version(deps, model, cmd.alias or "")
+        check_promote_from(state, model, env, version)
         source, run_id, note = _source_for(deps, state, model, version)
         request = PromotionRequest(
             model=model.name,

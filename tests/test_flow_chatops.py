@@ -1,0 +1,172 @@
+"""ChatOps and the approval gate through the whole bot and the fake GitHub."""
+
+from __future__ import annotations
+
+import pytest
+from bot_harness import BotHarness, mlflow_model_version_created
+
+from bot.core.report import parse_meta
+
+SOURCE = "s3://acme-ml-models/fraud-detector/8/artifacts/model"
+PROD_BRANCH = "gitops-bot/production/fraud-v2-candidate-8"
+
+
+@pytest.fixture
+def bot(fake_github, gitops_repo, tmp_path):
+    harness = BotHarness(fake_github, tmp_path, (gitops_repo,))
+    perms = {"alice": "write", "bob": "write", "carol": "admin", "dave": "read", "erin": "write"}
+    for user, perm in perms.items():
+        fake_github.set_permission(gitops_repo, user, perm)
+    fake_github.add_team_member("acme", "ml-platform", "bob")
+    fake_github.add_team_member("acme", "ml-platform", "carol")
+    return harness
+
+
+def _comment(bot, fake, repo, number, user, body, delivery=None):
+    payload = fake.payload_issue_comment(repo, number, user, body)
+    response = bot.deliver_github("issue_comment", payload, delivery)
+    assert response.status_code in (200, 202), response.get_json()
+    bot.drain()
+    return payload
+
+
+def _bot_replies(fake, repo, number):
+    return [c for c in fake.comments(repo, number) if c["user"]["login"] == fake.bot_login]
+
+
+def _staging_merged(bot, fake, repo):
+    bot.deliver_mlflow(mlflow_model_version_created("fraud-detector", "8", SOURCE))
+    bot.drain()
+    [staging] = fake.prs(repo)
+    assert staging["merged"], "staging auto-merges"
+    return staging["number"]
+
+
+def _production_pr(fake, repo):
+    prs = [p for p in fake.prs(repo) if p["head"]["ref"] == PROD_BRANCH]
+    return prs[0] if prs else None
+
+
+def _review(bot, fake, repo, number, user, state, commit_id=None):
+    review_id = fake.add_review(repo, number, user, state, commit_id=commit_id)
+    payload = fake.payload_pull_request_review(repo, number, review_id)
+    assert bot.deliver_github("pull_request_review", payload).status_code == 202
+    bot.drain()
+
+
+def test_promotion_chain_from_mlflow_to_approved_production_merge(bot, fake_github, gitops_repo):
+    repo, fake = gitops_repo, fake_github
+    staging = _staging_merged(bot, fake, repo)
+
+    comment = _comment(bot, fake, repo, staging, "carol", "/promote production")
+    assert ("eyes", fake.bot_login) in [
+        (c, u) for u, c in fake.reactions(repo, comment["comment"]["id"])
+    ]
+    prod = _production_pr(fake, repo)
+    assert prod is not None and prod["title"] == "Promote fraud-detector v8 to production"
+    assert parse_meta(prod["body"])["requester"] == "carol"
+    reply = _bot_replies(fake, repo, staging)[-1]["body"]
+    assert f"#{prod['number']}" in reply
+
+    head = prod["head"]["sha"]
+    gate = {c["name"]: c for c in fake.check_runs(repo, head)}["gitops-bot/approval"]
+    assert gate["status"] != "completed"
+
+    # the requester approving her own promotion does not count
+    _review(bot, fake, repo, prod["number"], "carol", "APPROVED")
+    prod = _production_pr(fake, repo)
+    assert not prod["merged"]
+    gate = {c["name"]: c for c in fake.check_runs(repo, head)}["gitops-bot/approval"]
+    assert "asked for this promotion" in gate["output"]["summary"]
+
+    # an eligible reviewer approves the current head: merged with the sha guard
+    _review(bot, fake, repo, prod["number"], "bob", "APPROVED")
+    prod = _production_pr(fake, repo)
+    assert prod["merged"]
+    [merge_call] = fake.calls_to("PUT", rf"/pulls/{prod['number']}/merge$")
+    assert merge_call.json()["sha"] == head and merge_call.status == 200
+    kustomization = fake.file_at(repo, "main", "k8s/overlays/production/kustomization.yaml")
+    assert b"newTag: 'v8'   # last promoted image" in kustomization  # quoting kept
+
+
+def test_push_after_approval_blocks_merge_until_reapproved(bot, fake_github, gitops_repo):
+    repo, fake = gitops_repo, fake_github
+    staging = _staging_merged(bot, fake, repo)
+    _comment(bot, fake, repo, staging, "carol", "/promote production")
+    prod = _production_pr(fake, repo)
+    old_head = prod["head"]["sha"]
+    fake.add_check_run(repo, old_head, "ci/test", status="in_progress")
+    _review(bot, fake, repo, prod["number"], "bob", "APPROVED")
+    assert not _production_pr(fake, repo)["merged"], "pending CI blocks"
+
+    # someone pushes to the promotion branch: the approval is now for an older commit
+    new_head = fake.push_commit(repo, PROD_BRANCH, {"NOTES.md": b"tweak\n"}, "tweak", "dave")
+    payload = fake.payload_pull_request(repo, prod["number"], "synchronize", sender="dave")
+    bot.deliver_github("pull_request", payload)
+    bot.drain()
+    fake.add_check_run(repo, new_head, "ci/test", status="completed", conclusion="success")
+    run_id = fake.check_runs(repo, new_head)[-1]["id"]
+    bot.deliver_github("check_run", fake.payload_check_run(repo, run_id))
+    bot.drain()
+    prod = _production_pr(fake, repo)
+    assert not prod["merged"]
+    gate = {c["name"]: c for c in fake.check_runs(repo, new_head)}["gitops-bot/approval"]
+    assert "approved an older commit" in gate["output"]["summary"]
+
+    _review(bot, fake, repo, prod["number"], "bob", "APPROVED")
+    assert _production_pr(fake, repo)["merged"]
+
+
+@pytest.mark.parametrize(
+    ("user", "body", "expected"),
+    [
+        ("dave", "/promote fraud-v2-candidate 8 to staging", "`read` permission"),
+        ("erin", "/promote fraud-v2-candidate 6 to production", "not among those allowed"),
+        ("carol", "/promtoe production", "Did you mean `/promote`"),
+        ("carol", "/promote production --traffic 90/20", "must sum to 100"),
+        ("carol", "/promote fraud-v3 8 to staging", "Unknown model 'fraud-v3'"),
+        ("carol", "/promote fraud-v2-candidate 8 to prod", "Did you mean 'production'"),
+    ],
+)
+def test_bad_commands_get_a_specific_reply_and_change_nothing(
+    bot, fake_github, gitops_repo, user, body, expected
+):
+    repo, fake = gitops_repo, fake_github
+    issue = fake.open_issue(repo, "Deploy please")
+    main_before = fake.branch_sha(repo, "main")
+    fake.set_permission(repo, "alice", "write")
+    _comment(bot, fake, repo, issue, user, body)
+    replies = _bot_replies(fake, repo, issue)
+    assert len(replies) == 1 and expected in replies[0]["body"], replies
+    assert fake.prs(repo) == [] and fake.branch_sha(repo, "main") == main_before
+
+
+def test_redelivered_command_changes_nothing_a_second_time(bot, fake_github, gitops_repo):
+    repo, fake = gitops_repo, fake_github
+    staging = _staging_merged(bot, fake, repo)
+    payload = _comment(bot, fake, repo, staging, "carol", "/promote production", delivery="c-1")
+    writes_before = len([c for c in fake.calls if c.method != "GET"])
+    replies_before = _bot_replies(fake, repo, staging)
+    # GitHub redelivers the same delivery (dedupe at intake) ...
+    assert bot.deliver_github("issue_comment", payload, "c-1").status_code == 200
+    # ... and a different delivery of the same comment is processed but finds everything done
+    assert bot.deliver_github("issue_comment", payload, "c-2").status_code == 202
+    bot.drain()
+    assert _bot_replies(fake, repo, staging) == replies_before
+    assert len([p for p in fake.prs(repo) if p["head"]["ref"] == PROD_BRANCH]) == 1
+    writes = [c for c in fake.calls if c.method != "GET"][writes_before:]
+    assert [(c.method, c.path) for c in writes if "reactions" not in c.path] == []
+
+
+def test_promote_to_production_before_staging_is_refused(bot, fake_github, gitops_repo):
+    repo, fake = gitops_repo, fake_github
+    issue = fake.open_issue(repo, "skip staging")
+    # v6 is live in staging in the example repo: allowed (URI taken from staging)
+    _comment(bot, fake, repo, issue, "carol", "/promote fraud-v2-candidate 6 to production")
+    [pr] = fake.prs(repo)
+    assert pr["title"] == "Promote fraud-detector v6 to production"
+    # v9 is not: refused with the reason
+    _comment(bot, fake, repo, issue, "bob", "/promote fraud-v2-candidate 9 to production")
+    replies = _bot_replies(fake, repo, issue)
+    assert "is not live in staging" in replies[-1]["body"]
+    assert len(fake.prs(repo)) == 1
