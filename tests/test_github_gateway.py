@@ -749,3 +749,16 @@ def test_comments_of_other_apps_are_left_alone_when_the_slug_is_unknown(
     assert ours != human
     assert client.delete_comments(REPO, number, "<!-- m", keep=set()) == [ours]
     assert [c["id"] for c in fake_github.comments(REPO, number)] == [human]
+
+
+def test_a_self_hosted_api_url_works_over_real_http(
+    fake_github: FakeGitHub, sleeps: Sleeps
+) -> None:
+    fake_github.create_repo(REPO, files=FILES)
+    base_url = fake_github.serve()  # archives are served from the API host itself, as on GHE
+    app = GitHubApp(fake_github.app_id, fake_github.private_key_pem, base_url, sleep=sleeps)
+    client = app.client_for_repo(REPO)
+    _, sha = client.default_branch(REPO)
+    assert client.snapshot(REPO, sha) == FILES
+    assert client.calls["GET {archive}"] == 1
+    assert client.calls["GET /repos/{owner}/{repo}/tarball/{ref}"] == 1
