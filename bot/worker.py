@@ -64,11 +64,20 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Claim and run jobs until `stop` is set, then let the running jobs finish."""
         slots = threading.BoundedSemaphore(self.concurrency)
+        # Set when a job finishes: its lane may now hold the next job, so claim without
+        # waiting out the poll interval.
+        finished = threading.Event()
+
+        def on_done(_: object) -> None:
+            slots.release()
+            finished.set()
+
         log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="job") as pool:
             while not stop.is_set():
                 if not slots.acquire(timeout=self.poll_interval):
                     continue
+                finished.clear()
                 try:
                     job = self.queue.claim(self.worker_id, self.lease_seconds)
                 except Exception:
@@ -78,10 +87,9 @@ class Worker:
                     continue
                 if job is None:
                     slots.release()
-                    stop.wait(self.poll_interval)
+                    finished.wait(self.poll_interval)
                     continue
-                future = pool.submit(self._execute, job)
-                future.add_done_callback(lambda _: slots.release())
+                pool.submit(self._execute, job).add_done_callback(on_done)
             log.info("worker %s stopping: waiting for running jobs", self.worker_id)
         log.info("worker %s stopped", self.worker_id)
 

@@ -73,7 +73,13 @@ UPDATE {jobs} SET status = 'failed', last_error = %(error)s, lease_token = NULL,
 WHERE status = 'running' AND lease_expires_at < now() AND attempts >= %(max_attempts)s
 """
 
-_CANDIDATES = "SELECT j.id, j.repo FROM {jobs} j WHERE " + _RUNNABLE + " ORDER BY j.id LIMIT %s"
+# Only lane heads can be claimed: computing them once (one pass over the partial index) keeps
+# a claim cheap when a backlog of thousands of jobs waits behind a few busy lanes.
+_CANDIDATES = (
+    "SELECT j.id, j.repo FROM {jobs} j WHERE (j.repo IS NULL OR j.id IN ("
+    "SELECT min(h.id) FROM {jobs} h WHERE h.status IN ('queued', 'running')"
+    " AND h.repo IS NOT NULL GROUP BY h.repo)) AND " + _RUNNABLE + " ORDER BY j.id LIMIT %s"
+)
 
 # Runs in its own statement AFTER the lane's advisory lock is held, so its snapshot sees
 # every claim committed by whoever held the lock before: the lane test cannot be stale.

@@ -56,9 +56,14 @@ UPDATE jobs SET status = 'failed', last_error = :error, lease_token = NULL,
 WHERE status = 'running' AND lease_expires_at < :now AND attempts >= :max_attempts
 """
 
+# Only lane heads can be claimed: computing them once (one pass over the partial index) keeps
+# a claim cheap when a backlog of thousands of jobs waits behind a few busy lanes.
 _PICK = """
 SELECT j.id FROM jobs j
-WHERE j.status IN ('queued', 'running')
+WHERE (j.repo IS NULL OR j.id IN (
+        SELECT min(h.id) FROM jobs h WHERE h.status IN ('queued', 'running')
+        AND h.repo IS NOT NULL GROUP BY h.repo))
+  AND j.status IN ('queued', 'running')
   AND ((j.status = 'queued' AND j.run_at <= :now)
        OR (j.status = 'running' AND j.lease_expires_at < :now))
   AND (j.repo IS NULL OR (
