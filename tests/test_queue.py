@@ -322,6 +322,22 @@ def test_postgres_late_committed_older_job_waits_for_the_running_one() -> None:
         assert nxt is not None and nxt.delivery_id == "github:late"
 
 
+def test_postgres_claim_skips_a_lane_another_claimer_is_locking() -> None:
+    """Claims of one repo serialise on an advisory lock, then re-check with a fresh snapshot."""
+    with pg_schema() as schema, open_queue("postgresql", schema) as queue:
+        assert isinstance(queue, queue_postgres.PostgresJobQueue)
+        queue.enqueue(NewJob("github:a", "github", "k", "acme/a", {}))
+        queue.enqueue(NewJob("github:b", "github", "k", "acme/b", {}))
+        with psycopg.connect(PG_URL) as other:  # a claimer mid-transaction in lane acme/a
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (queue._lane_key("acme/a"),))
+            got = queue.claim("w1")
+            assert got is not None and got.delivery_id == "github:b"
+            assert queue.claim("w1") is None
+            other.commit()
+        got = queue.claim("w1")
+        assert got is not None and got.delivery_id == "github:a"
+
+
 # --- several processes ---------------------------------------------------------------------------
 
 
