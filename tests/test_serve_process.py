@@ -1,0 +1,58 @@
+"""A running `gitops-bot serve` process: signed MLflow deliveries over HTTP become one PR."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from bot_harness import mlflow_headers, mlflow_model_version_created
+from bot_process import BotProcess, bot_env
+
+SOURCE = "s3://acme-ml-models/fraud-detector/8/artifacts/model"
+
+
+@pytest.fixture
+def served_github(fake_github, gitops_repo):
+    return fake_github.serve()
+
+
+def _wait_for(predicate, timeout=60.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("condition not met")
+
+
+def test_signed_delivery_to_running_serve_opens_exactly_one_pr_even_when_sent_five_times(
+    fake_github, gitops_repo, served_github, tmp_path
+):
+    env = bot_env(fake_github, served_github, f"sqlite:///{tmp_path / 'bot.db'}", (gitops_repo,))
+    bot = BotProcess.serve(env, tmp_path / "serve.log").start()
+    try:
+        body = json.dumps(mlflow_model_version_created("fraud-detector", "8", SOURCE)).encode()
+        headers = mlflow_headers(body, delivery_id="5f0b6c1e-0000-4000-8000-000000000001")
+        statuses = [
+            requests.post(
+                f"{bot.url}/webhooks/mlflow", data=body, headers=headers, timeout=5
+            ).status_code
+            for _ in range(5)
+        ]
+        assert statuses == [202, 200, 200, 200, 200]
+        _wait_for(lambda: any(p["merged"] for p in fake_github.prs(gitops_repo)))
+        prs = fake_github.prs(gitops_repo)
+        assert len(prs) == 1, prs
+        pr = prs[0]
+        assert pr["title"] == "Promote fraud-detector v8 to staging"
+        assert "```diff" in pr["body"] and SOURCE in pr["body"]
+        render = {c["name"]: c for c in fake_github.check_runs(gitops_repo, pr["head"]["sha"])}
+        assert render["gitops-bot/render"]["conclusion"] == "success"
+        commits = [c for c in fake_github.calls_to("POST", r"/git/commits$") if c.status == 201]
+        assert len(commits) == 1
+    finally:
+        bot.stop()
+    assert "Traceback" not in bot.log(), bot.log()
