@@ -206,10 +206,18 @@ def evaluate_pr(
                 f"{repo}#{number}: base branch was modified during merge", retry_after=2.0
             ) from None
         except not_allowed as exc:
-            upsert_reply(
-                client, repo, number, MERGE_BLOCKED_MARKER, "merge_blocked.md.j2", reason=str(exc)
-            )
-            return GateResult(number, decision, message=str(exc))
+            landed = client.get_pr(repo, number)
+            if not landed.merged:
+                upsert_reply(
+                    client,
+                    repo,
+                    number,
+                    MERGE_BLOCKED_MARKER,
+                    "merge_blocked.md.j2",
+                    reason=str(exc),
+                )
+                return GateResult(number, decision, message=str(exc))
+            sha = landed.merge_commit_sha or ""  # our merge landed but its answer was lost
         upsert_reply(
             client,
             repo,
