@@ -170,3 +170,39 @@ def test_promote_to_production_before_staging_is_refused(bot, fake_github, gitop
     replies = _bot_replies(fake, repo, issue)
     assert "is not live in staging" in replies[-1]["body"]
     assert len(fake.prs(repo)) == 1
+
+
+def test_merge_command_explains_what_is_missing(bot, fake_github, gitops_repo):
+    repo, fake = gitops_repo, fake_github
+    staging = _staging_merged(bot, fake, repo)
+    _comment(bot, fake, repo, staging, "carol", "/promote production")
+    prod = _production_pr(fake, repo)
+    _comment(bot, fake, repo, prod["number"], "bob", "/merge")
+    reply = _bot_replies(fake, repo, prod["number"])[-1]["body"]
+    assert "Not merging yet" in reply and "0 of 1 required approval(s)" in reply
+    assert not _production_pr(fake, repo)["merged"]
+
+
+def test_diff_command_renders_a_human_pr(bot, fake_github, gitops_repo):
+    repo, fake = gitops_repo, fake_github
+    path = "k8s/base/models.yaml"
+    models = fake.file_at(repo, "main", path).replace(b"sklearn", b"xgboost")
+    fake.push_commit(repo, "human/xgb", {path: models}, "Switch runtime", "alice")
+    number = fake.open_pr(repo, "human/xgb", title="Switch to xgboost")
+    _comment(bot, fake, repo, number, "bob", "/diff")
+    bodies = [c["body"] for c in _bot_replies(fake, repo, number)]
+    diff = next(b for b in bodies if b.startswith("<!-- gitops-bot:diff -->"))
+    # a change in base/ is rendered for every overlay above it
+    assert "staging" in diff and "production" in diff and "xgboost" in diff
+    assert any("Re-rendered the diff" in b for b in bodies)
+
+
+def test_rollback_restores_the_previous_version_from_history(bot, fake_github, gitops_repo):
+    repo, fake = gitops_repo, fake_github
+    _staging_merged(bot, fake, repo)  # staging: v6 -> v8
+    issue = fake.open_issue(repo, "v8 misbehaves")
+    _comment(bot, fake, repo, issue, "carol", "/rollback staging")
+    [rollback] = [p for p in fake.prs(repo) if "/rollback/" in p["head"]["ref"]]
+    assert rollback["title"] == "Roll back fraud-detector to v6 in staging"
+    kustomization = fake.file_at(repo, "main", "k8s/overlays/staging/kustomization.yaml")
+    assert b"newTag: v6" in kustomization  # staging auto-merges the rollback too

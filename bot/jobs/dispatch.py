@@ -107,6 +107,9 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
             for name in (*event.repositories, *event.repositories_removed):
                 services.github.forget_installation(name)
         return
+    if not isinstance(event, (CommentCreated, PullRequestEvent, ReviewEvent, CheckEvent)):
+        log.info("no handler for %s", type(event).__name__)
+        return
     client = _client(services, event.repo, event.installation_id)
     if isinstance(event, CommentCreated):
         deps = Deps(
@@ -131,8 +134,6 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
             client, event.repo, event.head_sha
         )
         _gate(services, client, event.repo, numbers)
-    else:
-        log.info("no handler for %s", type(event).__name__)
 
 
 def _pull_request(services: Services, client: Any, event: PullRequestEvent) -> None:

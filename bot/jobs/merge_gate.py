@@ -62,14 +62,18 @@ def _error_classes(
     )
 
 
-def can_act_for(client: Any, repo: str, user: str, environment: Environment) -> tuple[bool, str]:
-    """May `user` promote into / approve for `environment`? (allowed, reason if not)."""
+def can_act_for(
+    client: Any, repo: str, user: str, environment: Environment | None
+) -> tuple[bool, str]:
+    """May `user` act on the repo (and promote into / approve for `environment`)?"""
     permission = client.permission(repo, user)
     if permission not in WRITE_PERMISSIONS:
         return (
             False,
             f"@{user} has `{permission}` permission on {repo}; `write` or higher is needed",
         )
+    if environment is None:
+        return True, ""
     approvals = environment.approvals
     if not approvals.users and not approvals.teams:
         return True, ""

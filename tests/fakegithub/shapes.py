@@ -263,6 +263,8 @@ def commit(u: Urls, r: Repo, c: CommitInfo, signed: bool, raw: str) -> dict[str,
     g = git_commit(u, r, c, signed, raw)
     author_login = r.logins_by_email.get(c.author.email)
     committer_login = r.logins_by_email.get(c.committer.email)
+    if committer_login is None and c.committer.email == "noreply@github.com":
+        committer_login = "web-flow"  # GitHub's committer for commits it signs (Git Data API)
     return {
         "url": f"{api}/commits/{c.sha}",
         "sha": c.sha,
