@@ -133,9 +133,26 @@ def apply_field_edits(snapshot: Snapshot, edits: list[FieldEdit]) -> tuple[FileC
         if before is None:
             raise EditError(path, "file does not exist in the repository")
         after, applied = apply_edits(path, before, by_file[path])
-        if after != before:
-            changes.append(FileChange(path=path, before=before, after=after, edits=applied))
+        if after == before:
+            continue
+        secret = is_secret_material(before, [field for field, _ in by_file[path]])
+        if secret:
+            applied = tuple(
+                (field, None if old is None else REDACTED, REDACTED) for field, old, _ in applied
+            )
+        changes.append(FileChange(path, before, after, edits=applied, secret=secret))
     return tuple(changes)
+
+
+REDACTED = "<redacted>"
+_SECRET_KIND = re.compile(rb"^kind:[ \t]*[\"']?Secret[\"']?[ \t]*(#.*)?\r?$", re.MULTILINE)
+
+
+def is_secret_material(content: bytes, fields: list[str]) -> bool:
+    """Edits of a Secret manifest or of a secretGenerator must never be shown."""
+    return any(f.startswith("secretGenerator") for f in fields) or bool(
+        _SECRET_KIND.search(content)
+    )
 
 
 def plan_change(config: Config, snapshot: Snapshot, request: PromotionRequest) -> PlannedChange:
@@ -183,5 +200,7 @@ def source_diff(changes: tuple[FileChange, ...]) -> str:
         after = change.after.decode("utf-8-sig", errors="replace").splitlines(keepends=True)
         out.append(f"diff --git a/{change.path} b/{change.path}\n")
         for line in difflib.unified_diff(before, after, f"a/{change.path}", f"b/{change.path}"):
+            if change.secret and line[:1] in "+- " and not line.startswith(("+++", "---")):
+                line = f"{line[0]}{REDACTED} (Secret material)\n"  # context lines too
             out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
     return "".join(out)

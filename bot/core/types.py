@@ -96,8 +96,10 @@ class FileChange:
     path: str
     before: bytes
     after: bytes
-    # (field path, old value or None when created, new value) for each edit applied
+    # (field path, old value or None when created, new value) for each edit applied;
+    # values are "<redacted>" when the edit feeds a Secret
     edits: tuple[tuple[str, str | None, str], ...] = ()
+    secret: bool = False  # the file carries Secret material: never show its values
 
 
 # --------------------------------------------------------------------------- render + diff
