@@ -33,6 +33,9 @@ def configure_logging(level: str) -> None:
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # PyGithub and urllib3 log request/response bodies (installation tokens) at DEBUG.
+    for noisy in ("github", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
@@ -146,7 +149,10 @@ def _start_workers(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     from bot.worker import Worker
 
     worker = Worker(
-        runtime.queue, job_handler(runtime), concurrency=runtime.settings.worker_concurrency
+        runtime.queue,
+        job_handler(runtime),
+        concurrency=runtime.settings.worker_concurrency,
+        lease_seconds=runtime.settings.worker_lease_s,
     )
     thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
     thread.start()
@@ -193,7 +199,12 @@ def run_worker() -> int:
     start_reconcile_timer(runtime, stop)
     from bot.worker import Worker
 
-    Worker(runtime.queue, job_handler(runtime), concurrency=settings.worker_concurrency).run(stop)
+    Worker(
+        runtime.queue,
+        job_handler(runtime),
+        concurrency=settings.worker_concurrency,
+        lease_seconds=settings.worker_lease_s,
+    ).run(stop)
     return 0
 
 
