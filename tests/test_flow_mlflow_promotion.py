@@ -81,3 +81,23 @@ def test_snapshot_tarball_is_a_real_git_archive(bot, fake_github, gitops_repo):
     snapshot = client.snapshot(gitops_repo, sha)
     assert branch == "main"
     assert snapshot[".gitops-bot.yaml"] == fake_github.file_at(gitops_repo, sha, ".gitops-bot.yaml")
+
+
+def test_auto_promote_opens_the_production_pr_when_staging_merges(fake_github, tmp_path):
+    from conftest import EXAMPLE_REPO
+
+    config = (EXAMPLE_REPO / ".gitops-bot.yaml").read_text()
+    config = config.replace(
+        "    promote_from: staging", "    promote_from: staging\n    auto_promote: true"
+    )
+    repo = "acme/chain"
+    fake_github.create_repo(repo, EXAMPLE_REPO, files={".gitops-bot.yaml": config.encode()})
+    bot = BotHarness(fake_github, tmp_path, (repo,))
+    bot.deliver_mlflow(mlflow_model_version_created("fraud-detector", "8", SOURCE))
+    bot.drain()
+    assert bot.failed_jobs() == []
+    by_branch = {p["head"]["ref"]: p for p in fake_github.prs(repo)}
+    assert by_branch["gitops-bot/staging/fraud-v2-candidate-8"]["merged"]
+    production = by_branch["gitops-bot/production/fraud-v2-candidate-8"]
+    assert not production["merged"]  # still needs its approval
+    assert "auto_promote after #" in production["body"]

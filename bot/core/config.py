@@ -369,6 +369,11 @@ def _check_environments(
                 )
             else:
                 promote_from.setdefault(name, source)
+        if env.get("auto_promote") is True and source is None:
+            check.add(
+                ["environments", i, "auto_promote"],
+                "auto_promote needs promote_from (the environment whose merges it follows)",
+            )
         _check_approvals(check, i, env.get("approvals"))
     _check_promotion_cycles(check, environments, promote_from)
     return paths
@@ -547,6 +552,7 @@ def _build_environment(env: dict[str, Any]) -> Environment:
         path=posixpath.normpath(env["path"]),
         auto_merge=env.get("auto_merge", False),
         promote_from=env.get("promote_from"),
+        auto_promote=env.get("auto_promote", False),
         approvals=Approvals(
             required=approvals.get("required", 0),
             users=tuple(approvals.get("users", ())),

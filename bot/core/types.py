@@ -29,6 +29,7 @@ class Environment:
     approvals: Approvals = field(default_factory=Approvals)
     merge_method: Literal["merge", "squash", "rebase"] = "squash"
     required_checks: tuple[str, ...] = ()
+    auto_promote: bool = False  # open this env's PR when a promote_from PR merges
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Deps:
     untrusted_render_pair: Any  # human PR content
     mlflow: Any | None
     bot_login: str | None
+    on_merged: Any = None  # callback(meta, number) after the bot merged a promotion PR
 
 
 def reply_marker(ctx: CommentContext, index: int) -> str:
@@ -142,7 +143,12 @@ def _run(deps: Deps, ctx: CommentContext, state: RepoState, outcome: Outcome, ma
         _rediff(deps, ctx, state, marker)
     elif isinstance(outcome, Merge):
         result = evaluate_pr(
-            client, ctx.repo, ctx.issue_number, state.config, bot_login=deps.bot_login
+            client,
+            ctx.repo,
+            ctx.issue_number,
+            state.config,
+            bot_login=deps.bot_login,
+            on_merged=deps.on_merged,
         )
         upsert_reply(
             client,
@@ -195,7 +201,14 @@ def _publish_or_dry_run(
         deps.client, ctx.repo, plan, base_branch=state.default_branch, base_sha=state.sha
     )
     if published is not None:  # the approval check appears at once; auto-merge envs may merge
-        evaluate_pr(deps.client, ctx.repo, published.number, state.config, bot_login=deps.bot_login)
+        evaluate_pr(
+            deps.client,
+            ctx.repo,
+            published.number,
+            state.config,
+            bot_login=deps.bot_login,
+            on_merged=deps.on_merged,
+        )
     upsert_reply(
         deps.client,
         ctx.repo,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,10 @@ from bot.core.events import (
     TagSet,
     event_from_payload,
 )
+from bot.core.report import parse_meta
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Config
+from bot.jobs.chain import promote_next
 from bot.jobs.chatops import CommentContext, Deps, handle_comment
 from bot.jobs.merge_gate import evaluate_pr, find_promotion_prs_for_sha
 from bot.jobs.pr_diff import handle_pr_diff
@@ -76,7 +78,28 @@ def _gate(services: Services, client: Any, repo: str, numbers: Sequence[int]) ->
         return load_repo_state(client, repo).config
 
     for number in numbers:
-        evaluate_pr(client, repo, number, config, bot_login=services.bot_login)
+        evaluate_pr(
+            client,
+            repo,
+            number,
+            config,
+            bot_login=services.bot_login,
+            on_merged=_on_merged(services, client, repo),
+        )
+
+
+def _on_merged(services: Services, client: Any, repo: str) -> Callable[..., object]:
+    def chain(meta: Mapping[str, object], number: int) -> object:
+        return promote_next(
+            client,
+            repo,
+            meta,
+            number,
+            render_pair=services.render_pair,
+            bot_login=services.bot_login,
+        )
+
+    return chain
 
 
 def handle_job(services: Services, kind: str, repo: str | None, payload: dict[str, Any]) -> None:
@@ -118,6 +141,7 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
             untrusted_render_pair=services.untrusted_render_pair,
             mlflow=services.mlflow,
             bot_login=services.bot_login,
+            on_merged=_on_merged(services, client, event.repo),
         )
         ctx = CommentContext(
             event.repo, event.issue_number, event.is_pull_request, event.comment_id, event.author
@@ -138,7 +162,11 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
 
 def _pull_request(services: Services, client: Any, event: PullRequestEvent) -> None:
     if event.head_ref.startswith(BOT_BRANCH_PREFIX):
-        if event.action in ("synchronize", "reopened", "ready_for_review"):
+        if event.action == "closed" and event.merged:  # a human clicked "Merge"
+            meta = parse_meta(event.body)
+            if meta:
+                _on_merged(services, client, event.repo)(meta, event.number)
+        elif event.action in ("synchronize", "reopened", "ready_for_review"):
             # a push to a promotion branch makes earlier approvals stale: re-evaluate
             _gate(services, client, event.repo, [event.number])
         return

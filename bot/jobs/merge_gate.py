@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +148,7 @@ def evaluate_pr(
     merge: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     max_attempts: int = 3,
+    on_merged: Callable[[Mapping[str, object], int], object] | None = None,
 ) -> GateResult:
     """Evaluate the policy for a promotion PR, publish the gate check, merge when ready."""
     for attempt in range(1, max_attempts + 1):
@@ -236,6 +237,8 @@ def evaluate_pr(
                 e.name for e in config.environments if e.promote_from == environment.name
             ],
         )
+        if on_merged is not None:
+            on_merged(meta, number)
         return GateResult(number, decision, merged_sha=sha)
     return GateResult(number, None, message="head kept moving; will re-evaluate on the next event")
 

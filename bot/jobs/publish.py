@@ -101,9 +101,13 @@ def publish_plan(
         pr = client.create_pr(
             repo, branch=plan.branch, base=base_branch, title=text.title, body=text.body
         )
-        client.add_labels(repo, pr.number, [LABEL, f"env:{plan.environment.name}"])
     else:
         client.update_pr(repo, pr.number, title=text.title, body=text.body)
+    # not only after creating: a run that died between creating the PR and labelling it
+    # must not leave it unlabelled forever
+    missing = [x for x in (LABEL, f"env:{plan.environment.name}") if x not in pr.labels]
+    if missing:
+        client.add_labels(repo, pr.number, missing)
     publish_detail_comments(client, repo, pr.number, text.parts)
     publish_render_check(client, repo, head_sha, plan, text)
     published = Published(number=pr.number, url=pr.html_url, head_sha=head_sha, created=created)

@@ -1,0 +1,66 @@
+"""After a promotion merges: open the next environment's PR where `auto_promote` asks for it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from bot.core.errors import PlanError
+from bot.core.promotion import build_plan
+from bot.core.types import PromotionRequest
+from bot.jobs.merge_gate import evaluate_pr
+from bot.jobs.publish import Published, publish_plan
+from bot.jobs.repo_state import load_repo_state
+
+log = logging.getLogger(__name__)
+
+
+def promote_next(
+    client: Any,
+    repo: str,
+    meta: Mapping[str, object],
+    number: int,
+    *,
+    render_pair: Any,
+    bot_login: str | None,
+) -> list[Published]:
+    """Same model version, to every `auto_promote` environment that follows the merged one."""
+    if meta.get("kind") != "promote":
+        return []  # rollbacks do not cascade
+    state = load_repo_state(client, repo)  # the default branch now includes the merge
+    merged_env = str(meta.get("env", ""))
+    published = []
+    for env in state.config.environments:
+        if env.promote_from != merged_env or not env.auto_promote:
+            continue
+        request = PromotionRequest(
+            model=str(meta["model"]),
+            version=str(meta["version"]),
+            environment=env.name,
+            source_uri=str(meta.get("source_uri") or ""),
+            run_id=str(meta.get("run_id") or ""),
+            requester=str(meta.get("requester") or ""),
+            trigger=f"auto_promote after #{number} merged into {merged_env}",
+        )
+        try:
+            plan = build_plan(state.config, state.snapshot, request, render_pair)
+        except PlanError as exc:
+            log.warning("%s: auto_promote to %s skipped: %s", repo, env.name, exc)
+            continue
+        result = publish_plan(
+            client, repo, plan, base_branch=state.default_branch, base_sha=state.sha
+        )
+        if result is not None:
+            evaluate_pr(
+                client,
+                repo,
+                result.number,
+                state.config,
+                bot_login=bot_login,
+                on_merged=lambda m, n: promote_next(
+                    client, repo, m, n, render_pair=render_pair, bot_login=bot_login
+                ),
+            )
+            published.append(result)
+    return published
