@@ -59,17 +59,40 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         settings.github_api_url,
         app_slug=slug,
     )
+    metrics = Metrics()
+    github.counter.listener = lambda operation, status: metrics.github_calls.labels(
+        operation=operation, status=status
+    ).inc()
     renderer = Renderer(binary=settings.kustomize_bin)
+    render_pair = measured_render_pair(renderer.render_pair, metrics)
     services = Services(
         github=github,
         # the bot's own edits of default-branch content: still no plugins/exec/helm
-        render_pair=renderer.render_pair,
-        untrusted_render_pair=renderer.render_pair,
+        render_pair=render_pair,
+        untrusted_render_pair=render_pair,
         mlflow=MlflowClient(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None,
         bot_login=settings.bot_login,
         app_slug=slug,
     )
-    return Runtime(settings=settings, queue=queue, services=services, metrics=Metrics())
+    return Runtime(settings=settings, queue=queue, services=services, metrics=metrics)
+
+
+def measured_render_pair(render_pair: Any, metrics: Any) -> Any:
+    """Count Kustomize builds by outcome and time each base+head render."""
+
+    def render(base: Any, head: Any, overlays: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        results = render_pair(base, head, overlays, **kwargs)
+        metrics.render_duration.observe(time.monotonic() - started)
+        for pair in results.values():
+            for result in pair:
+                outcome = (
+                    "ok" if result.ok else "timeout" if "timed out" in result.error else "error"
+                )
+                metrics.renders.labels(outcome=outcome).inc()
+        return results
+
+    return render
 
 
 def job_handler(runtime: Runtime) -> Any:

@@ -12,13 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bot.gateways.github import GitHubApp
-from bot.gateways.kustomize import Renderer
-from bot.gateways.queue import JobQueue
-from bot.jobs.dispatch import Services
-from bot.runtime import Runtime, job_handler, web_app
+from bot.runtime import build_runtime, job_handler, web_app
 from bot.settings import load_settings
-from bot.web.metrics import Metrics
 from bot.worker import Worker
 
 GITHUB_SECRET = "gh-webhook-secret-for-tests"
@@ -80,31 +75,15 @@ class BotHarness:
                 "MLFLOW_WEBHOOK_SECRET": MLFLOW_SECRET,
                 "MLFLOW_TARGET_REPOS": ",".join(repos),
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+                "GITHUB_API_URL": fake.api_url,
                 **env,
             }
         )
         self.fake = fake
-        self.queue = JobQueue.from_url(settings.database_url)
-        self.queue.migrate()
-        self.github = GitHubApp(
-            settings.github_app_id,
-            settings.github_private_key.get(),
-            fake.api_url,
-            app_slug=fake.app_slug,
-            sleep=lambda _s: None,
-        )
-        renderer = Renderer()
-        services = Services(
-            github=self.github,
-            render_pair=renderer.render_pair,
-            untrusted_render_pair=renderer.render_pair,
-            mlflow=None,
-            bot_login=settings.bot_login,
-            app_slug=fake.app_slug,
-        )
-        self.runtime = Runtime(
-            settings=settings, queue=self.queue, services=services, metrics=Metrics()
-        )
+        self.runtime = build_runtime(settings)
+        self.queue = self.runtime.queue
+        self.github = self.runtime.services.github
+        self.github.sleep = lambda _seconds: None  # retries without waiting
         self.app = web_app(self.runtime)
         self.client = self.app.test_client()
         self.worker = Worker(self.queue, job_handler(self.runtime), lease_seconds=30)

@@ -333,6 +333,7 @@ class GitHubApp:
             client = self._clients.get(installation_id)
             if client is None:
                 client = InstallationClient(self, installation_id)
+                client.counter.listener = self.counter.listener  # same metrics sink as the app
                 self._clients[installation_id] = client
             return client
 

@@ -111,13 +111,19 @@ class CallCounter:
         self.rate_limit_remaining: int | None = None
         self._prefix = api_prefix.rstrip("/")  # "/api/v3" on GitHub Enterprise, "" on github.com
         self._lock = threading.Lock()
+        # called with (operation label, HTTP status or "error") for every request: metrics
+        self.listener: Callable[[str, str], None] | None = None
 
-    def record(self, method: str, path: str, headers: Mapping[str, Any] | None) -> None:
+    def record(
+        self, method: str, path: str, headers: Mapping[str, Any] | None, status: str = "error"
+    ) -> None:
         if self._prefix and path.startswith(self._prefix + "/"):
             path = path[len(self._prefix) :]
-        self.record_label(f"{method.upper()} {path_template(path)}", headers)
+        self.record_label(f"{method.upper()} {path_template(path)}", headers, status)
 
-    def record_label(self, label: str, headers: Mapping[str, Any] | None) -> None:
+    def record_label(
+        self, label: str, headers: Mapping[str, Any] | None, status: str = "error"
+    ) -> None:
         remaining = None
         if headers:
             lowered = {str(k).lower(): v for k, v in headers.items()}
@@ -132,6 +138,8 @@ class CallCounter:
             self.calls["total"] += 1
             if remaining is not None:
                 self.rate_limit_remaining = remaining
+        if self.listener is not None:
+            self.listener(label, status)
 
     def writes(self) -> int:
         return sum(n for k, n in self.calls.items() if k != "total" and not k.startswith("GET "))
@@ -169,7 +177,7 @@ class _CountingConnection:
         except Exception:
             self._counter.record(self.verb, self.url, None)
             raise
-        self._counter.record(self.verb, self.url, response.headers)
+        self._counter.record(self.verb, self.url, response.headers, str(response.status_code))
         return RequestsResponse(response)
 
 
@@ -210,7 +218,7 @@ def counting_session(counter: CallCounter, label: str) -> requests.Session:
     session = requests.Session()
 
     def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        counter.record_label(label, response.headers)
+        counter.record_label(label, response.headers, str(response.status_code))
 
     session.hooks["response"].append(hook)
     return session

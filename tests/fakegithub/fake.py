@@ -108,6 +108,24 @@ class Fault:
 
 
 @dataclass
+class Pause:
+    """A request held before it is performed: see `FakeGitHub.pause_next`."""
+
+    method: str
+    path: re.Pattern[str]
+    timeout: float
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    perform: bool = True
+
+    def release(self, *, perform: bool = True) -> None:
+        """Let the held request go on; `perform=False` answers it with a 502 without performing
+        it (its client is gone: e.g. the worker that sent it was killed)."""
+        self.perform = perform
+        self.released.set()
+
+
+@dataclass
 class Req:
     method: str
     path: str
@@ -150,6 +168,7 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         self.response_errors: list[str] = []
         self.signed_commits: set[str] = set()
         self._faults: list[Fault] = []
+        self._pauses: list[Pause] = []
         self._archives: dict[str, tuple[str, str]] = {}
         self._lock = threading.RLock()
         self._ids = itertools.count(100_001)
@@ -178,6 +197,9 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         method = method.upper()
         headers = {k.title(): v for k, v in headers.items()}
         url = _without_default_port(url)
+        abandoned = self._hold_if_paused(method, url)  # outside the lock: others go on
+        if abandoned is not None:
+            return abandoned
         with self._lock:
             for _base, u in self._bases():
                 if url.startswith(u.codeload + "/"):
@@ -260,7 +282,7 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         self.validation_errors.append(f"{method} {path}?{query}: {msg}")
         body = shapes.error(f"fake GitHub: request failed OpenAPI validation: {msg}")
         return self._finish(
-            Call(method, path, query, VALIDATION_STATUS, pattern, body),
+            Call(method, path, query, VALIDATION_STATUS, pattern, None),
             VALIDATION_STATUS,
             {"Content-Type": "application/json"},
             json.dumps(body).encode(),
@@ -329,6 +351,45 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
             {"Content-Type": "application/json; charset=utf-8", **fault.headers},
             body,
         )
+
+    # -- pauses ----------------------------------------------------------------------------
+
+    def pause_next(self, method: str, path_regex: str, *, timeout: float = 60.0) -> Pause:
+        """Hold the next matching API request before it is performed until `release()`;
+        `pause.reached` is set when it arrives. Other requests are served meanwhile.
+        After `timeout` seconds without a release the request is abandoned (502)."""
+        pause = Pause(method.upper(), re.compile(path_regex), timeout)
+        with self._lock:
+            self._pauses.append(pause)
+        return pause
+
+    def _hold_if_paused(self, method: str, url: str) -> Response | None:
+        """Block a paused request; a response only if it was abandoned instead of performed."""
+        if not self._pauses:
+            return None
+        path = next(
+            (urlsplit(url[len(b) :]).path for b, _u in self._bases() if url.startswith(b + "/")),
+            None,
+        )
+        if path is None:
+            return None
+        with self._lock:
+            pause = next(
+                (p for p in self._pauses if p.method == method and p.path.search(path)), None
+            )
+            if pause is None:
+                return None
+            self._pauses.remove(pause)
+        pause.reached.set()
+        if pause.released.wait(pause.timeout) and pause.perform:
+            return None
+        found = match(method, path)
+        fault = Fault(method, pause.path, 502, 1, {}, shapes.error("Server Error"), False)
+        with self._lock:
+            return self._finish(
+                Call(method, path, "", 502, found[0].pattern if found else None),
+                *self._fault_response(fault),
+            )
 
     # -- auth ------------------------------------------------------------------------------
 
