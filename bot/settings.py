@@ -46,6 +46,7 @@ class Settings:
     database_url: str = "sqlite:///gitops-bot.db"
     kustomize_bin: str | None = None
     worker_concurrency: int = 2
+    worker_lease_s: float = 60.0  # a dead worker's job runs again after this long
     reconcile_interval_s: float = 0.0  # 0 = off
     max_body_bytes: int = 1024 * 1024
     timestamp_tolerance_s: float = 300.0
@@ -70,6 +71,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number") from None
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive")
+    return value
 
 
 def _private_key(env: Mapping[str, str]) -> str:
@@ -106,6 +114,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=env.get("DATABASE_URL", "sqlite:///gitops-bot.db"),
         kustomize_bin=env.get("KUSTOMIZE_BIN") or None,
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2),
+        worker_lease_s=_positive(env, "WORKER_LEASE_SECONDS", 60.0),
         reconcile_interval_s=_float(env, "RECONCILE_INTERVAL_SECONDS", 0.0),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
         timestamp_tolerance_s=_float(env, "WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300.0),

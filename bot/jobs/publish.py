@@ -65,10 +65,20 @@ def publish_render_check(
     )
 
 
-def close_superseded(client: Any, repo: str, plan: Plan, current: Published) -> list[int]:
-    """Close older open promotion PRs for the same model and environment."""
+def env_prefix(plan: Plan) -> str:
+    return f"gitops-bot/{plan.environment.name}/"
+
+
+def close_superseded(
+    client: Any, repo: str, plan: Plan, current: Published, open_prs: list[Any] | None = None
+) -> list[int]:
+    """Close older open promotion PRs for the same model and environment.
+
+    `open_prs`: the environment's open bot PRs, if the caller already listed them."""
     closed = []
-    for pr in client.list_open_prs(repo, head_prefix=f"gitops-bot/{plan.environment.name}/"):
+    if open_prs is None:
+        open_prs = client.list_open_prs(repo, head_prefix=env_prefix(plan))
+    for pr in open_prs:
         if pr.number == current.number:
             continue
         meta = parse_meta(pr.body or "") or {}
@@ -95,21 +105,28 @@ def publish_plan(
     head_sha = client.commit_files(
         repo, branch=plan.branch, base_sha=base_sha, files=files, message=commit_message(plan)
     )
-    pr = client.find_open_pr(repo, plan.branch)
+    # One listing serves both finding this branch's PR and closing the ones it supersedes.
+    open_prs: list[Any] | None = None
+    if plan.branch.startswith(env_prefix(plan)):
+        open_prs = client.list_open_prs(repo, head_prefix=env_prefix(plan))
+        pr = next((p for p in open_prs if p.head_ref == plan.branch), None)
+    else:
+        pr = client.find_open_pr(repo, plan.branch)
     created = pr is None
     if pr is None:
         pr = client.create_pr(
             repo, branch=plan.branch, base=base_branch, title=text.title, body=text.body
         )
     else:
-        client.update_pr(repo, pr.number, title=text.title, body=text.body)
+        pr = client.update_pr(repo, pr.number, title=text.title, body=text.body, current=pr)
     # not only after creating: a run that died between creating the PR and labelling it
     # must not leave it unlabelled forever
     missing = [x for x in (LABEL, f"env:{plan.environment.name}") if x not in pr.labels]
     if missing:
         client.add_labels(repo, pr.number, missing)
-    publish_detail_comments(client, repo, pr.number, text.parts)
+    if text.parts or not created:  # a PR opened just now has no leftover parts to delete
+        publish_detail_comments(client, repo, pr.number, text.parts)
     publish_render_check(client, repo, head_sha, plan, text)
     published = Published(number=pr.number, url=pr.html_url, head_sha=head_sha, created=created)
-    close_superseded(client, repo, plan, published)
+    close_superseded(client, repo, plan, published, open_prs)
     return published

@@ -12,7 +12,14 @@ parameters/body do not validate, get status 599 and land in `fake.validation_err
 (`fake.response_errors`), which proves the fake's shapes.
 """
 
-from .fake import HEAD_MODIFIED, SECONDARY_RATE_LIMIT, VALIDATION_STATUS, Call, FakeGitHub
+from .fake import (
+    HEAD_MODIFIED,
+    SECONDARY_RATE_LIMIT,
+    VALIDATION_STATUS,
+    Call,
+    FakeGitHub,
+    Pause,
+)
 from .payloads import webhook_request
 
 __all__ = [
@@ -21,5 +28,6 @@ __all__ = [
     "VALIDATION_STATUS",
     "Call",
     "FakeGitHub",
+    "Pause",
     "webhook_request",
 ]
