@@ -73,23 +73,38 @@ def _client(services: Services, repo: str, installation_id: int | None) -> Any:
     return services.github.client_for_repo(repo)
 
 
-def _gate(services: Services, client: Any, repo: str, numbers: Sequence[int]) -> None:
-    def config() -> Config:  # loaded only if one of the PRs is a promotion PR
-        return load_repo_state(client, repo).config
+def _gate(
+    services: Services,
+    client: Any,
+    repo: str,
+    numbers: Sequence[int],
+    config: Config | None = None,
+) -> None:
+    """Evaluate each PR; `config`: the default branch's, when the job already read it."""
+    known = [config] if config is not None else []
+
+    def load() -> Config:  # read once, and only if one of the PRs is a promotion PR
+        if not known:
+            known.append(load_repo_state(client, repo).config)
+        return known[0]
 
     for number in numbers:
         evaluate_pr(
             client,
             repo,
             number,
-            config,
+            load,
             bot_login=services.bot_login,
-            on_merged=_on_merged(services, client, repo),
+            on_merged=_on_merged(services, client, repo, known),
         )
 
 
-def _on_merged(services: Services, client: Any, repo: str) -> Callable[..., object]:
+def _on_merged(
+    services: Services, client: Any, repo: str, known: Sequence[Config] = ()
+) -> Callable[..., object]:
     def chain(meta: Mapping[str, object], number: int) -> object:
+        if known and not _promotes_after(known[0], str(meta.get("env", ""))):
+            return []  # nothing follows the merged environment: skip re-reading the repo
         return promote_next(
             client,
             repo,
@@ -100,6 +115,11 @@ def _on_merged(services: Services, client: Any, repo: str) -> Callable[..., obje
         )
 
     return chain
+
+
+def _promotes_after(config: Config, env: str) -> bool:
+    """Does any environment auto-promote from `env`? (what `promote_next` acts on)"""
+    return any(e.promote_from == env and e.auto_promote for e in config.environments)
 
 
 def handle_job(services: Services, kind: str, repo: str | None, payload: dict[str, Any]) -> None:
@@ -115,6 +135,7 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
             raise ValueError("registry job without a target repository")
         client = _client(services, repo, None)
         trigger, source, run_id = registry
+        state = load_repo_state(client, repo)
         published = handle_registry_event(
             client,
             repo,
@@ -122,8 +143,10 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
             mlflow=services.mlflow,
             render_pair=services.render_pair,
             trigger=f"MLflow `{trigger.kind}` ({trigger.registry_name} v{trigger.version})",
+            state=state,
         )
-        _gate(services, client, repo, [p.number for p in published])
+        # the PRs were planned on this default-branch state: gate them with its config
+        _gate(services, client, repo, [p.number for p in published], state.config)
         return
     if isinstance(event, (Ping, InstallationEvent)):
         if isinstance(event, InstallationEvent):

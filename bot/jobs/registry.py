@@ -84,9 +84,12 @@ def handle_registry_event(
     mlflow: Any | None,
     render_pair: Any,
     trigger: str,
+    state: RepoState | None = None,
 ) -> list[Published]:
-    """Open or update one promotion PR per matching trigger; skip what is already deployed."""
-    state = load_repo_state(client, repo)
+    """Open or update one promotion PR per matching trigger; skip what is already deployed.
+
+    `state`: the default branch as the caller just loaded it (saves reading it again)."""
+    state = state or load_repo_state(client, repo)
     matches = match_triggers(state.config, facts.event)
     if not matches:
         log.info(
