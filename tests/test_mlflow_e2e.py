@@ -201,6 +201,8 @@ def test_real_mlflow_webhooks_promote_to_staging_then_production_with_the_resolv
             )
             assert staging["title"] == f"Promote {REGISTRY_NAME} v{version} to staging"
             assert resolved in staging["body"]
+            # MLflow's delivery carries `run_id: null` for a logged model; the bot asks MLflow
+            assert registered["run_id"] in staging["body"]
             staged = fake_github.file_at(
                 gitops_repo, staging["head"]["sha"], "k8s/overlays/staging/model-config.yaml"
             ).decode()
@@ -225,6 +227,7 @@ def test_real_mlflow_webhooks_promote_to_staging_then_production_with_the_resolv
             head = production["head"]["sha"]
             assert production["title"] == f"Promote {REGISTRY_NAME} v{version} to production"
             assert resolved in production["body"]
+            assert registered["run_id"] in production["body"]
             prod_config = fake_github.file_at(
                 gitops_repo, head, "k8s/overlays/production/model-config.yaml"
             ).decode()
