@@ -1,4 +1,4 @@
-"""The benchmarks in bench/ run end to end in a tiny smoke mode (their checks, not their timings)."""
+"""The benchmarks in bench/ run end to end in a tiny smoke mode (their checks, not timings)."""
 
 from __future__ import annotations
 
