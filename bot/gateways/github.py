@@ -9,8 +9,8 @@ import threading
 import time
 import urllib.parse
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import github
@@ -136,6 +136,7 @@ class CheckInfo:
     status: str
     conclusion: str | None
     app_slug: str
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -792,8 +793,12 @@ class InstallationClient:
         summary: str,
         text: str | None = None,
         details_url: str | None = None,
+        known: list[CheckInfo] | None = None,
     ) -> int:
-        """Update this app's check run `name` on head_sha (no write if unchanged) or create it."""
+        """Update this app's check run `name` on head_sha (no write if unchanged) or create it.
+
+        `known`: every check run on head_sha as `check_runs` just listed them (saves the lookup).
+        """
         output: dict[str, str] = {
             "title": truncate(title, TITLE_LIMIT),
             "summary": truncate(summary, TEXT_LIMIT),
@@ -806,7 +811,10 @@ class InstallationClient:
         if details_url is not None:
             payload["details_url"] = details_url
         base_path = _repo_path(repo)
-        existing = self._find_check_run(repo, head_sha, name)
+        if known is not None:
+            existing = self._our_check_run((c.raw for c in known), name, by_app_id=True)
+        else:
+            existing = self._find_check_run(repo, head_sha, name)
         if existing is None:
             _, data = self._request(
                 "POST", f"{base_path}/check-runs", body={**payload, "head_sha": head_sha}
@@ -821,16 +829,24 @@ class InstallationClient:
         return int(data["id"])
 
     def _find_check_run(self, repo: str, sha: str, name: str) -> dict[str, Any] | None:
-        slug = self.app.app_slug
         runs = self._paginate(
             f"{_repo_path(repo)}/commits/{quote(sha)}/check-runs",
             {"check_name": name, "filter": "all", "app_id": self.app.auth.app_id},
             key="check_runs",
         )
+        return self._our_check_run(runs, name, by_app_id=False)
+
+    def _our_check_run(
+        self, runs: Iterable[Mapping[str, Any]], name: str, *, by_app_id: bool
+    ) -> dict[str, Any] | None:
+        """This app's run called name (by_app_id: the list holds every app's runs)."""
+        slug = self.app.app_slug
         for run in runs:
-            run_slug = (run.get("app") or {}).get("slug")
-            if run.get("name") == name and (slug is None or run_slug in (None, slug)):
-                return run
+            app = run.get("app") or {}
+            if by_app_id and str(app.get("id")) != str(self.app.auth.app_id):
+                continue
+            if run.get("name") == name and (slug is None or app.get("slug") in (None, slug)):
+                return dict(run)
         return None
 
     def _learn_slug(self, check_run: Mapping[str, Any]) -> None:
@@ -846,6 +862,7 @@ class InstallationClient:
                 status=str(run.get("status") or ""),
                 conclusion=run.get("conclusion"),
                 app_slug=str((run.get("app") or {}).get("slug") or ""),
+                raw=run,
             )
             for run in self._paginate(
                 f"{_repo_path(repo)}/commits/{quote(sha)}/check-runs", key="check_runs"

@@ -104,8 +104,11 @@ def eligible_reviewers(
     return eligible
 
 
-def gather_checks(client: Any, repo: str, sha: str) -> list[Check]:
-    checks = [Check(c.name, c.status, c.conclusion) for c in client.check_runs(repo, sha)]
+def gather_checks(client: Any, repo: str, sha: str, runs: list[Any] | None = None) -> list[Check]:
+    """Check runs (`runs` if already listed) and commit statuses on sha."""
+    if runs is None:
+        runs = client.check_runs(repo, sha)
+    checks = [Check(c.name, c.status, c.conclusion) for c in runs]
     for context, state in client.combined_status(repo, sha):
         if state == "pending":
             checks.append(Check(context, "in_progress", None))
@@ -114,8 +117,12 @@ def gather_checks(client: Any, repo: str, sha: str) -> list[Check]:
     return checks
 
 
-def publish_gate_check(client: Any, repo: str, sha: str, decision: MergeDecision) -> None:
+def publish_gate_check(
+    client: Any, repo: str, sha: str, decision: MergeDecision, runs: list[Any] | None = None
+) -> None:
+    """Create or update the approval check; `runs`: sha's check runs, just listed."""
     text = render_template("approval_check.md.j2", decision=decision)
+    known = {} if runs is None else {"known": runs}
     if decision.ready or decision.reasons == ("already merged",):
         client.upsert_check_run(
             repo,
@@ -125,6 +132,7 @@ def publish_gate_check(client: Any, repo: str, sha: str, decision: MergeDecision
             conclusion="success",
             title=decision.summary()[:250],
             summary=text,
+            **known,
         )
     else:
         client.upsert_check_run(
@@ -135,6 +143,7 @@ def publish_gate_check(client: Any, repo: str, sha: str, decision: MergeDecision
             conclusion=None,
             title=decision.summary()[:250],
             summary=text,
+            **known,
         )
 
 
@@ -170,6 +179,7 @@ def evaluate_pr(
         if pr.mergeable is None and attempt < max_attempts:
             sleep(1.0 * attempt)  # GitHub computes mergeability in the background
             continue
+        runs = client.check_runs(repo, pr.head_sha)  # for the policy and our own gate check
         reviews = [
             Review(r.user, r.state, r.commit_id, order=index)
             for index, r in enumerate(client.reviews(repo, number))
@@ -186,12 +196,12 @@ def evaluate_pr(
         decision = evaluate_merge(
             facts,
             reviews,
-            gather_checks(client, repo, pr.head_sha),
+            gather_checks(client, repo, pr.head_sha, runs),
             environment,
             eligible=eligible_reviewers(client, repo, reviews, environment),
             bot_logins=(bot_login,) if bot_login else (),
         )
-        publish_gate_check(client, repo, pr.head_sha, decision)
+        publish_gate_check(client, repo, pr.head_sha, decision, runs)
         if not decision.ready or not merge:
             return GateResult(number, decision)
         conflict, base_modified, not_allowed = _error_classes(client)
