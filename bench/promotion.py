@@ -59,6 +59,7 @@ class Bench:
         self.fake.set_permission(REPO, "carol", "admin")
         self.fake.add_team_member("acme", "ml-platform", "carol")
         self.arrivals: list[float] = []  # parallel to fake.calls
+        self.served: list[tuple[float, float]] = []  # (arrived, answered) of every request
         handle = self.fake.handle
 
         def timed_handle(method: str, url: str, headers: dict[str, str], body: Any) -> Any:
@@ -66,6 +67,7 @@ class Bench:
             before = len(self.fake.calls)
             response = handle(method, url, headers, body)
             self.arrivals.extend([arrived] * (len(self.fake.calls) - before))
+            self.served.append((arrived, time.perf_counter()))
             return response
 
         self.fake.handle = timed_handle  # type: ignore[method-assign]
@@ -79,7 +81,7 @@ class Bench:
 
     def run(self, deliver: Any) -> dict[str, Any]:
         """Deliver (a callable), drain the queue; times and the calls it caused."""
-        first = len(self.fake.calls)
+        first, first_served = len(self.fake.calls), len(self.served)
         start = time.perf_counter()
         response = deliver()
         if response.status_code != 202:
@@ -91,9 +93,14 @@ class Bench:
         arrivals = self.arrivals[first:]
         ops = [(c.method, c.operation or c.path) for c in calls]
         pr_index = next((i for i, op in enumerate(ops) if op == PR_REQUEST), None)
+        pr_at = arrivals[pr_index] if pr_index is not None else end
+        served = self.served[first_served:]
         return {
-            "to_pr_request_s": arrivals[pr_index] - start if pr_index is not None else None,
+            "to_pr_request_s": pr_at - start if pr_index is not None else None,
             "job_s": end - start,
+            # time the fake GitHub itself spent answering (real git work), inside those spans
+            "fake_before_pr_s": sum(b - a for a, b in served if b <= pr_at),
+            "fake_job_s": sum(b - a for a, b in served),
             "calls": ops,
             "pr_index": pr_index,
         }
@@ -155,12 +162,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bench = Bench(Path(tmp_name), mock)
         floor_builds(EXAMPLE, "staging", renderer, binary)  # warm the page cache
         cold = bench.promote_version(8)
-        floors, to_pr, jobs, warm = [], [], [], []
+        floors, to_pr, jobs, warm, fake_pr, fake_job = [], [], [], [], [], []
         for version in range(9, 9 + args.rounds):
             floors.append(floor_builds(EXAMPLE, "staging", renderer, binary))
             result = bench.promote_version(version)
             to_pr.append(result["to_pr_request_s"])
             jobs.append(result["job_s"])
+            fake_pr.append(result["fake_before_pr_s"])
+            fake_job.append(result["fake_job_s"])
             warm.append(result)
         production = bench.promote_production_by_comment()
         prs = bench.fake.prs(REPO)
@@ -168,7 +177,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if merged != 1 + args.rounds:
             raise SystemExit(f"expected {1 + args.rounds} merged staging PRs, found {merged}")
         bench.fake.close()
-    floor, pr_time, job_time = (statistics.median(x) for x in (floors, to_pr, jobs))
+    floor, pr_time, job_time, in_fake_pr, in_fake_job = (
+        statistics.median(x) for x in (floors, to_pr, jobs, fake_pr, fake_job)
+    )
     steady = split_calls(warm[-1])
     counts = {tuple(split_calls(r)["calls"]) for r in warm}
     report = {
@@ -178,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratio_to_pr_request": pr_time / floor,
         "whole_job_s": job_time,
         "ratio_whole_job": job_time / floor,
+        "fake_github_share_to_pr_request_s": in_fake_pr,
+        "fake_github_share_whole_job_s": in_fake_job,
         "mlflow_promotion_calls": steady,
         "mlflow_promotion_calls_stable": len(counts) == 1,
         "cold_first_promotion_calls": split_calls(cold),
@@ -194,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"ratio {pr_time / floor:5.2f}x\n"
         f"whole job (checks, merge, comment)   {job_time * 1000:7.1f} ms   "
         f"ratio {job_time / floor:5.2f}x\n"
+        f"  of which the fake GitHub answering (real git): {in_fake_pr * 1000:.1f} ms before "
+        f"the PR request, {in_fake_job * 1000:.1f} ms in the whole job\n"
         f"/promote production (comment) -> POST /pulls "
         f"{production['to_pr_request_s'] * 1000:7.1f} ms, whole job "
         f"{production['job_s'] * 1000:7.1f} ms"
