@@ -118,11 +118,6 @@ def test_secondary_rate_limit_waits_its_retry_after_and_publishes_once(
             "POST",
             r"/issues/\d+/comments$",
             False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: once the merge landed, the re-run finds nothing to change, "
-                "never re-evaluates the merged PR and so never posts the 'Deployed' comment",
-            ),
         ),
     ],
     ids=["create-pr", "create-pr-lost", "render-check", "merge", "merged-comment"],

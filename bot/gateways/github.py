@@ -592,6 +592,15 @@ class InstallationClient:
         return PullRequestInfo.from_api(data[0]) if data else None
 
     @_operation
+    def latest_pr(self, repo: str, branch: str) -> PullRequestInfo | None:
+        """The newest PR from `branch` in any state (was our promotion merged already?)."""
+        owner, _ = _split(repo)
+        data = self._get(
+            f"{_repo_path(repo)}/pulls", state="all", head=f"{owner}:{branch}", per_page=1
+        )
+        return PullRequestInfo.from_api(data[0]) if data else None
+
+    @_operation
     def create_pr(
         self, repo: str, *, branch: str, base: str, title: str, body: str, draft: bool = False
     ) -> PullRequestInfo:

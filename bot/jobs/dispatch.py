@@ -144,6 +144,7 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
             render_pair=services.render_pair,
             trigger=f"MLflow `{trigger.kind}` ({trigger.registry_name} v{trigger.version})",
             state=state,
+            bot_login=services.bot_login,
         )
         # the PRs were planned on this default-branch state: gate them with its config
         _gate(services, client, repo, [p.number for p in published], state.config)

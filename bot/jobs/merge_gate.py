@@ -173,6 +173,10 @@ def evaluate_pr(
                 number, None, message=f"environment {meta.get('env')!r} is no longer configured"
             )
         if pr.merged:
+            if pr.author == bot_login and not _has_comment(client, repo, number, MERGED_MARKER):
+                # the merge landed but the job died before saying so: say it now, once
+                sha = pr.merge_commit_sha or ""
+                announce_merge(client, repo, number, meta, environment, config, sha, ())
             return GateResult(
                 number, None, merged_sha=pr.merge_commit_sha or "", message="already merged"
             )
@@ -233,24 +237,42 @@ def evaluate_pr(
                 )
                 return GateResult(number, decision, message=str(exc))
             sha = landed.merge_commit_sha or ""  # our merge landed but its answer was lost
-        upsert_reply(
-            client,
-            repo,
-            number,
-            MERGED_MARKER,
-            "merged.md.j2",
-            meta=meta,
-            environment=environment,
-            merge_sha=sha,
-            approvers=decision.approvers,
-            next_environments=[
-                e.name for e in config.environments if e.promote_from == environment.name
-            ],
-        )
+        announce_merge(client, repo, number, meta, environment, config, sha, decision.approvers)
         if on_merged is not None:
             on_merged(meta, number)
         return GateResult(number, decision, merged_sha=sha)
     return GateResult(number, None, message="head kept moving; will re-evaluate on the next event")
+
+
+def _has_comment(client: Any, repo: str, number: int, marker: str) -> bool:
+    return any(marker in (c.body or "") for c in client.list_comments(repo, number))
+
+
+def announce_merge(
+    client: Any,
+    repo: str,
+    number: int,
+    meta: Mapping[str, object],
+    environment: Environment,
+    config: Config,
+    sha: str,
+    approvers: tuple[str, ...],
+) -> None:
+    """The "Deployed" comment: what went where, and what may follow."""
+    upsert_reply(
+        client,
+        repo,
+        number,
+        MERGED_MARKER,
+        "merged.md.j2",
+        meta=meta,
+        environment=environment,
+        merge_sha=sha,
+        approvers=approvers,
+        next_environments=[
+            e.name for e in config.environments if e.promote_from == environment.name
+        ],
+    )
 
 
 def find_promotion_prs_for_sha(client: Any, repo: str, sha: str) -> list[int]:

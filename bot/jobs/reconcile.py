@@ -54,6 +54,7 @@ def reconcile_repo(services: Any, client: Any, repo: str) -> dict[str, int]:
                     mlflow=services.mlflow,
                     render_pair=services.render_pair,
                     trigger=f"reconcile: MLflow alias @{trigger.alias} points at v{version}",
+                    bot_login=services.bot_login,
                 )
             except PlanError as exc:  # e.g. not live upstream yet: try again next round
                 log.info("%s: reconcile cannot promote yet: %s", repo, exc)

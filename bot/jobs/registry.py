@@ -11,6 +11,7 @@ from bot.core.errors import BotError, PlanError
 from bot.core.promotion import build_plan
 from bot.core.triggers import RegistryEvent, match_triggers
 from bot.core.types import Environment, Model, PromotionRequest
+from bot.jobs.merge_gate import evaluate_pr
 from bot.jobs.publish import Published, publish_plan
 from bot.jobs.repo_state import RepoState, load_repo_state
 
@@ -85,6 +86,7 @@ def handle_registry_event(
     render_pair: Any,
     trigger: str,
     state: RepoState | None = None,
+    bot_login: str | None = None,
 ) -> list[Published]:
     """Open or update one promotion PR per matching trigger; skip what is already deployed.
 
@@ -120,4 +122,15 @@ def handle_registry_event(
         )
         if published is not None:
             results.append(published)
+        elif not plan.changes:
+            _finish_merged_promotion(client, repo, plan.branch, state, bot_login)
     return results
+
+
+def _finish_merged_promotion(
+    client: Any, repo: str, branch: str, state: RepoState, bot_login: str | None
+) -> None:
+    """Already deployed: if our PR for it merged, make sure its outcome was announced."""
+    pr = client.latest_pr(repo, branch)
+    if pr is not None and pr.merged:
+        evaluate_pr(client, repo, pr.number, state.config, bot_login=bot_login)
