@@ -4,12 +4,11 @@ the job runs again and GitHub still ends up with one PR, one commit, one of each
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
 from bot_harness import BotHarness, mlflow_headers, mlflow_model_version_created
-from bot_process import BotProcess, bot_env
+from bot_process import BotProcess, bot_env, wait_for
 
 from bot.gateways.queue import JobQueue
 from bot.jobs.merge_gate import MERGED_MARKER
@@ -18,16 +17,6 @@ from bot.jobs.publish import LABEL, RENDER_CHECK
 SOURCE = "s3://acme-ml-models/fraud-detector/8/artifacts/model"
 BRANCH = "gitops-bot/staging/fraud-v2-candidate-8"
 LEASE_SECONDS = "2"  # a dead worker's job is claimable again after this long
-
-
-def _wait_for(predicate, timeout=60.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not met")
 
 
 def _assert_published_once(fake, repo: str, base_sha: str) -> dict:
@@ -96,7 +85,7 @@ def test_worker_killed_while_opening_the_pr_is_rerun_without_duplicates(
         assert queue.recent()[0]["status"] == "running"  # the dead worker still holds the lease
 
         second.start()
-        job = _wait_for(lambda: next((j for j in queue.recent() if j["status"] == "done"), None))
+        job = wait_for(lambda: next((j for j in queue.recent() if j["status"] == "done"), None))
     finally:
         for process in (second, first, web):
             process.stop()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
 from bot_harness import mlflow_headers, mlflow_model_version_created
-from bot_process import BotProcess, bot_env
+from bot_process import BotProcess, bot_env, wait_for
 
 SOURCE = "s3://acme-ml-models/fraud-detector/8/artifacts/model"
 
@@ -16,16 +15,6 @@ SOURCE = "s3://acme-ml-models/fraud-detector/8/artifacts/model"
 @pytest.fixture
 def served_github(fake_github, gitops_repo):
     return fake_github.serve()
-
-
-def _wait_for(predicate, timeout=60.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not met")
 
 
 def test_signed_delivery_to_running_serve_opens_exactly_one_pr_even_when_sent_five_times(
@@ -43,7 +32,7 @@ def test_signed_delivery_to_running_serve_opens_exactly_one_pr_even_when_sent_fi
             for _ in range(5)
         ]
         assert statuses == [202, 200, 200, 200, 200]
-        _wait_for(lambda: any(p["merged"] for p in fake_github.prs(gitops_repo)))
+        wait_for(lambda: any(p["merged"] for p in fake_github.prs(gitops_repo)))
         prs = fake_github.prs(gitops_repo)
         assert len(prs) == 1, prs
         pr = prs[0]

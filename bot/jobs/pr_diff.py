@@ -13,6 +13,7 @@ from bot.core.report import (
     render_diff_check_summary,
     render_diff_comment,
 )
+from bot.jobs.publish import publish_render_check
 from bot.jobs.repo_state import CONFIG_FILE, MissingConfigError
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,6 @@ DIFF_MARKER_PREFIX = "<!-- gitops-bot:diff"
 def diff_comment_key(index: int) -> str:
     """Find comment i by its position, whatever the current total N is."""
     return DIFF_MARKER if index == 1 else f"<!-- {DIFF_PART_MARKER} {index}/"
-
-
-RENDER_CHECK = "gitops-bot/render"
 
 
 def handle_pr_diff(client: Any, repo: str, number: int, *, render_pair: Any) -> int:
@@ -42,7 +40,6 @@ def handle_pr_diff(client: Any, repo: str, number: int, *, render_pair: Any) -> 
     base = client.snapshot(repo, pr.base_sha)
     head = client.snapshot(repo, pr.head_sha)
     diffs = environment_diffs(config, base, head, changed, render_pair)
-    broken = [d.environment for d in diffs if not d.head.ok]
     written = 0
     keep: set[int] = set()
     if diffs:
@@ -51,19 +48,10 @@ def handle_pr_diff(client: Any, repo: str, number: int, *, render_pair: Any) -> 
             keep.add(client.upsert_comment(repo, number, diff_comment_key(index), body))
             written += 1
     client.delete_comments(repo, number, DIFF_MARKER_PREFIX, keep)
-    client.upsert_check_run(
-        repo,
-        pr.head_sha,
-        RENDER_CHECK,
-        status="completed",
-        conclusion="failure" if broken else "success",
-        title=(
-            f"Kustomize build failed for {', '.join(broken)}"
-            if broken
-            else f"{len(diffs)} environment(s) affected"
-        ),
-        summary=render_diff_check_summary(diffs, head_sha=pr.head_sha)
+    summary = (
+        render_diff_check_summary(diffs, head_sha=pr.head_sha)
         if diffs
-        else "No configured overlay is affected by this pull request.",
+        else "No configured overlay is affected by this pull request."
     )
+    publish_render_check(client, repo, pr.head_sha, diffs, summary)
     return written

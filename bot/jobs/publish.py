@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.core.report import parse_meta, render_pull_request
 from bot.core.templating import render_template
-from bot.core.types import Plan, PullRequestText
+from bot.core.types import EnvironmentDiff, Plan
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,10 @@ def publish_detail_comments(client: Any, repo: str, number: int, parts: tuple[st
 
 
 def publish_render_check(
-    client: Any, repo: str, head_sha: str, plan: Plan, text: PullRequestText
+    client: Any, repo: str, head_sha: str, diffs: Sequence[EnvironmentDiff], summary: str
 ) -> None:
-    broken = [d.environment for d in plan.diffs if not d.head.ok]
-    summary = text.check_summary or text.body
+    """`gitops-bot/render`: fails when any affected overlay does not build at the head."""
+    broken = [d.environment for d in diffs if not d.head.ok]
     client.upsert_check_run(
         repo,
         head_sha,
@@ -59,7 +60,7 @@ def publish_render_check(
         title=(
             f"Kustomize build failed for {', '.join(broken)}"
             if broken
-            else f"Rendered {len(plan.diffs)} environment(s)"
+            else f"Rendered {len(diffs)} environment(s)"
         ),
         summary=summary,
     )
@@ -126,7 +127,7 @@ def publish_plan(
         client.add_labels(repo, pr.number, missing)
     if text.parts or not created:  # a PR opened just now has no leftover parts to delete
         publish_detail_comments(client, repo, pr.number, text.parts)
-    publish_render_check(client, repo, head_sha, plan, text)
+    publish_render_check(client, repo, head_sha, plan.diffs, text.check_summary or text.body)
     published = Published(number=pr.number, url=pr.html_url, head_sha=head_sha, created=created)
     close_superseded(client, repo, plan, published, open_prs)
     return published
