@@ -37,7 +37,7 @@ def _bot_replies(fake, repo, number):
 def _staging_merged(bot, fake, repo):
     bot.deliver_mlflow(mlflow_model_version_created("fraud-detector", "8", SOURCE))
     bot.drain()
-    [staging] = fake.prs(repo)
+    staging = next(p for p in fake.prs(repo) if p["head"]["ref"].startswith("gitops-bot/staging/"))
     assert staging["merged"], "staging auto-merges"
     return staging["number"]
 
@@ -206,3 +206,20 @@ def test_rollback_restores_the_previous_version_from_history(bot, fake_github, g
     assert rollback["title"] == "Roll back fraud-detector to v6 in staging"
     kustomization = fake.file_at(repo, "main", "k8s/overlays/staging/kustomization.yaml")
     assert b"newTag: v6" in kustomization  # staging auto-merges the rollback too
+
+
+def test_newer_promotion_supersedes_the_open_one_for_the_same_model_and_env(
+    bot, fake_github, gitops_repo
+):
+    repo, fake = gitops_repo, fake_github
+    issue = fake.open_issue(repo, "promote v6")
+    _comment(bot, fake, repo, issue, "carol", "/promote fraud-v2-candidate 6 to production")
+    [older] = fake.prs(repo)
+    staging = _staging_merged(bot, fake, repo)
+    _comment(bot, fake, repo, staging, "carol", "/promote production")
+    newer = _production_pr(fake, repo)
+    older = fake.pr(repo, older["number"])
+    assert older["state"] == "closed" and not older["merged"]
+    notice = [c["body"] for c in _bot_replies(fake, repo, older["number"])]
+    assert any(f"Superseded by #{newer['number']}" in body for body in notice)
+    assert newer["state"] == "open"
