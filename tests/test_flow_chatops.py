@@ -223,3 +223,16 @@ def test_newer_promotion_supersedes_the_open_one_for_the_same_model_and_env(
     notice = [c["body"] for c in _bot_replies(fake, repo, older["number"])]
     assert any(f"Superseded by #{newer['number']}" in body for body in notice)
     assert newer["state"] == "open"
+
+
+def test_dry_run_replies_with_the_diff_and_opens_nothing(bot, fake_github, gitops_repo):
+    repo, fake = gitops_repo, fake_github
+    issue = fake.open_issue(repo, "what would v6 do in production?")
+    body = "/promote fraud-v2-candidate 6 to production --traffic 90/10 --dry-run"
+    _comment(bot, fake, repo, issue, "carol", body)
+    [reply] = _bot_replies(fake, repo, issue)
+    assert "Dry run" in reply["body"]
+    assert "`spec.candidates[name=fraud-v2-candidate].weight`: `20` → `10`" in reply["body"]
+    assert "Model/fraud-detection/fraud-v2-candidate" in reply["body"]
+    assert fake.prs(repo) == []
+    assert [c for c in fake.calls if c.method == "POST" and "/git/" in c.path] == []
