@@ -621,3 +621,11 @@ def test_templates_fail_loudly_on_missing_variables() -> None:
 
 def test_meta_marker_is_a_single_line() -> None:
     assert "\n" not in meta_marker({"a": "line1\nline2", "b": ["\u2028"]})
+
+
+def test_templates_come_from_the_installed_share_dir_without_a_checkout(monkeypatch, tmp_path):
+    from bot.core import templating
+
+    monkeypatch.setattr(templating, "TEMPLATES_DIR", tmp_path / "no-checkout" / "templates")
+    monkeypatch.setattr(templating.sys, "prefix", str(tmp_path))
+    assert templating.templates_dir() == tmp_path / "share" / "gitops-bot" / "templates"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from pathlib import Path
 
 import jinja2
@@ -93,8 +94,10 @@ def number(value: int) -> str:
 
 
 def templates_dir() -> Path:
-    """The directory templates are loaded from."""
-    return TEMPLATES_DIR
+    """The checkout's `templates/`, or the copy a wheel installs under `<prefix>/share`."""
+    if TEMPLATES_DIR.is_dir():
+        return TEMPLATES_DIR
+    return Path(sys.prefix) / "share" / "gitops-bot" / "templates"
 
 
 @functools.cache
