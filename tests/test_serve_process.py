@@ -6,7 +6,7 @@ import json
 
 import pytest
 import requests
-from bot_harness import mlflow_headers, mlflow_model_version_created
+from bot_harness import GITHUB_SECRET, MLFLOW_SECRET, mlflow_headers, mlflow_model_version_created
 from bot_process import BotProcess, bot_env, wait_for
 
 SOURCE = "s3://acme-ml-models/fraud-detector/8/artifacts/model"
@@ -44,4 +44,9 @@ def test_signed_delivery_to_running_serve_opens_exactly_one_pr_even_when_sent_fi
         assert len(commits) == 1
     finally:
         bot.stop()
-    assert "Traceback" not in bot.log(), bot.log()
+    log = bot.log()
+    assert "Traceback" not in log, log
+    # nothing secret in the logs: webhook secrets, the App key, installation tokens
+    assert GITHUB_SECRET not in log and MLFLOW_SECRET not in log
+    assert fake_github.private_key_pem.splitlines()[1] not in log
+    assert fake_github.tokens and not any(token in log for token in fake_github.tokens)
