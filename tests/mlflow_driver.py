@@ -23,17 +23,12 @@ def create_webhook(args: dict[str, Any]) -> dict[str, Any]:
     return {"id": hook.webhook_id, "events": [str(e) for e in hook.events]}
 
 
-def register_version(args: dict[str, Any]) -> dict[str, Any]:
+def _register_one(name: str) -> dict[str, Any]:
     """Log a tiny sklearn model in a run (an MLflow 3 logged model) and register a version."""
     import mlflow
     import mlflow.sklearn
     from sklearn.linear_model import LogisticRegression
 
-    name = args["name"]
-    client = MlflowClient()
-    if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        client.create_registered_model(name)
-    mlflow.set_experiment(args.get("experiment", "fraud-detection"))
     model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
     with mlflow.start_run() as run:
         # explicit requirements: skips MLflow's slow requirement inference subprocess
@@ -46,6 +41,42 @@ def register_version(args: dict[str, Any]) -> dict[str, Any]:
         "run_id": run.info.run_id,
         "model_uri": info.model_uri,
     }
+
+
+def _prepare(args: dict[str, Any]) -> MlflowClient:
+    import mlflow
+
+    client = MlflowClient()
+    if not client.search_registered_models(filter_string=f"name = '{args['name']}'"):
+        client.create_registered_model(args["name"])
+    mlflow.set_experiment(args.get("experiment", "fraud-detection"))
+    return client
+
+
+def register_version(args: dict[str, Any]) -> dict[str, Any]:
+    """One new version of a logged model (see `_register_one`)."""
+    _prepare(args)
+    return _register_one(args["name"])
+
+
+def register_versions(args: dict[str, Any]) -> dict[str, Any]:
+    """Register versions, each of its own logged model, until version `until` exists, with
+    their download URIs; one process for all (importing MLflow alone takes seconds)."""
+    client = _prepare(args)
+    name, until = args["name"], int(args["until"])
+    versions: list[dict[str, Any]] = []
+    while True:
+        latest = max(
+            (int(v.version) for v in client.search_model_versions(f"name = '{name}'")), default=0
+        )
+        if latest >= until:
+            return {"versions": versions}
+        registered = _register_one(name)
+        # what MLflow's get-download-uri answers: the version's real storage location
+        registered["download_uri"] = client.get_model_version_download_uri(
+            name, registered["version"]
+        )
+        versions.append(registered)
 
 
 def download_uri(args: dict[str, Any]) -> dict[str, Any]:
@@ -63,6 +94,7 @@ def set_alias(args: dict[str, Any]) -> dict[str, Any]:
 COMMANDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "create-webhook": create_webhook,
     "register-version": register_version,
+    "register-versions": register_versions,
     "download-uri": download_uri,
     "set-alias": set_alias,
 }
