@@ -108,19 +108,11 @@ def job_handler(runtime: Runtime) -> Any:
         finally:
             runtime.metrics.jobs.labels(kind=job.kind, outcome=outcome).inc()
             runtime.metrics.job_duration.labels(kind=job.kind).observe(time.monotonic() - started)
-            remaining = _rate_remaining(runtime)
+            remaining = runtime.services.github.rate_limit_remaining
             if remaining is not None:
                 runtime.metrics.github_rate_remaining.set(remaining)
 
     return handle
-
-
-def _rate_remaining(runtime: Runtime) -> int | None:
-    clients = getattr(runtime.services.github, "_clients", {})
-    values = [
-        c.rate_limit_remaining for c in clients.values() if c.rate_limit_remaining is not None
-    ]
-    return min(values) if values else None
 
 
 def web_app(runtime: Runtime) -> Flask:

@@ -8,6 +8,7 @@ import string
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bot.core.errors import EditError, PlanError
 from bot.core.overlays import apply_edits, safe_repo_path
@@ -204,3 +205,25 @@ def source_diff(changes: tuple[FileChange, ...]) -> str:
                 line = f"{line[0]}{REDACTED} (Secret material)\n"  # context lines too
             out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
     return "".join(out)
+
+
+def request_from_meta(meta: Mapping[str, object], **overrides: Any) -> PromotionRequest:
+    """The request a promotion PR was opened for (its hidden metadata), with `overrides`."""
+    traffic = meta.get("traffic")
+    pair = (
+        (int(traffic[0]), int(traffic[1]))
+        if isinstance(traffic, list) and len(traffic) == 2
+        else None
+    )
+    request = PromotionRequest(
+        model=str(meta.get("model") or ""),
+        version=str(meta.get("version") or ""),
+        environment=str(meta.get("env") or ""),
+        source_uri=str(meta.get("source_uri") or ""),
+        run_id=str(meta.get("run_id") or ""),
+        traffic=pair,
+        requester=str(meta.get("requester") or ""),
+        trigger=str(meta.get("trigger") or ""),
+        kind="rollback" if meta.get("kind") == "rollback" else "promote",
+    )
+    return replace(request, **overrides)

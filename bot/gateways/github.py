@@ -283,6 +283,14 @@ class GitHubApp:
         return self.counter.calls
 
     @property
+    def rate_limit_remaining(self) -> int | None:
+        """The lowest X-RateLimit-Remaining seen across installations (None before any call)."""
+        with self._lock:
+            seen = [c.rate_limit_remaining for c in self._clients.values()]
+        values = [v for v in seen if v is not None]
+        return min(values) if values else None
+
+    @property
     def bot_login(self) -> str | None:
         return f"{self.app_slug}[bot]" if self.app_slug else None
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.core.errors import PlanError
+from bot.core.planner import request_from_meta
 from bot.core.promotion import build_plan
-from bot.core.types import PromotionRequest
 from bot.jobs.merge_gate import evaluate_pr
 from bot.jobs.publish import Published, publish_plan
 from bot.jobs.repo_state import load_repo_state
@@ -34,13 +34,10 @@ def promote_next(
     for env in state.config.environments:
         if env.promote_from != merged_env or not env.auto_promote:
             continue
-        request = PromotionRequest(
-            model=str(meta["model"]),
-            version=str(meta["version"]),
+        request = request_from_meta(
+            meta,
             environment=env.name,
-            source_uri=str(meta.get("source_uri") or ""),
-            run_id=str(meta.get("run_id") or ""),
-            requester=str(meta.get("requester") or ""),
+            traffic=None,
             trigger=f"auto_promote after #{number} merged into {merged_env}",
         )
         try:

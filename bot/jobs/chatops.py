@@ -10,12 +10,12 @@ from bot.core.commands import USAGE as COMMAND_USAGE
 from bot.core.commands import Diff, Help, Merge, Outcome, Promote, Reply, Rollback, parse_comment
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError, TransientError
-from bot.core.planner import did_you_mean, resolve_target
+from bot.core.planner import did_you_mean, request_from_meta, resolve_target
 from bot.core.promotion import build_plan
 from bot.core.report import parse_meta, render_pull_request
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Environment, Model, PromotionRequest
-from bot.jobs.merge_gate import can_act_for, evaluate_pr
+from bot.jobs.merge_gate import GateResult, can_act_for, evaluate_pr
 from bot.jobs.pr_diff import handle_pr_diff
 from bot.jobs.publish import publish_plan
 from bot.jobs.registry import RegistryFacts, check_promote_from, resolve_source
@@ -85,7 +85,7 @@ def handle_comment(deps: Deps, ctx: CommentContext, body: str) -> int:
             state = state or load_repo_state(deps.client, ctx.repo)
             _run(deps, ctx, state, outcome, marker)
         except BotError as exc:  # user-facing failure: say why, where they asked
-            if _is_transient(exc):
+            if isinstance(exc, TransientError):
                 raise
             upsert_reply(
                 deps.client,
@@ -99,10 +99,6 @@ def handle_comment(deps: Deps, ctx: CommentContext, body: str) -> int:
                 author=ctx.author,
             )
     return len(outcomes)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientError)
 
 
 def _state_or_none(deps: Deps, repo: str) -> RepoState | None:
@@ -142,14 +138,7 @@ def _run(deps: Deps, ctx: CommentContext, state: RepoState, outcome: Outcome, ma
     elif isinstance(outcome, Diff):
         _rediff(deps, ctx, state, marker)
     elif isinstance(outcome, Merge):
-        result = evaluate_pr(
-            client,
-            ctx.repo,
-            ctx.issue_number,
-            state.config,
-            bot_login=deps.bot_login,
-            on_merged=deps.on_merged,
-        )
+        result = _gate(deps, ctx.repo, ctx.issue_number, state)
         upsert_reply(
             client,
             ctx.repo,
@@ -159,6 +148,17 @@ def _run(deps: Deps, ctx: CommentContext, state: RepoState, outcome: Outcome, ma
             result=result,
             author=ctx.author,
         )
+
+
+def _gate(deps: Deps, repo: str, number: int, state: RepoState) -> GateResult:
+    return evaluate_pr(
+        deps.client,
+        repo,
+        number,
+        state.config,
+        bot_login=deps.bot_login,
+        on_merged=deps.on_merged,
+    )
 
 
 def _target_environment(state: RepoState, outcome: Outcome) -> Environment | None:
@@ -201,14 +201,7 @@ def _publish_or_dry_run(
         deps.client, ctx.repo, plan, base_branch=state.default_branch, base_sha=state.sha
     )
     if published is not None:  # the approval check appears at once; auto-merge envs may merge
-        evaluate_pr(
-            deps.client,
-            ctx.repo,
-            published.number,
-            state.config,
-            bot_login=deps.bot_login,
-            on_merged=deps.on_merged,
-        )
+        _gate(deps, ctx.repo, published.number, state)
     upsert_reply(
         deps.client,
         ctx.repo,
@@ -268,12 +261,9 @@ def _same_change_request(
         raise PlanError(
             f"#{ctx.issue_number} is not merged yet: promote it further once it is deployed."
         )
-    return PromotionRequest(
-        model=str(meta["model"]),
-        version=str(meta["version"]),
+    return request_from_meta(
+        meta,
         environment=cmd.environment,
-        source_uri=str(meta.get("source_uri") or ""),
-        run_id=str(meta.get("run_id") or ""),
         traffic=cmd.traffic,
         requester=ctx.author,
         trigger=f"{trigger} on #{ctx.issue_number}",
@@ -387,17 +377,7 @@ def _rediff(deps: Deps, ctx: CommentContext, state: RepoState, marker: str) -> N
     pr = deps.client.get_pr(ctx.repo, ctx.issue_number)
     meta = parse_meta(pr.body or "")
     if meta and str(pr.head_ref).startswith("gitops-bot/") and not pr.merged:
-        request = PromotionRequest(
-            model=str(meta["model"]),
-            version=str(meta["version"]),
-            environment=str(meta["env"]),
-            source_uri=str(meta.get("source_uri") or ""),
-            run_id=str(meta.get("run_id") or ""),
-            traffic=tuple(meta["traffic"]) if isinstance(meta.get("traffic"), list) else None,  # type: ignore[arg-type]
-            requester=str(meta.get("requester") or ""),
-            trigger=str(meta.get("trigger") or ""),
-            kind="rollback" if meta.get("kind") == "rollback" else "promote",
-        )
+        request = request_from_meta(meta)
         plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
         plan = replace(plan, meta=meta)  # keep the original requester and trigger
         publish_plan(

@@ -17,10 +17,11 @@ from bot.core.approval import (
     evaluate_merge,
     latest_opinions,
 )
-from bot.core.errors import BotError, TransientError
+from bot.core.errors import TransientError
 from bot.core.report import parse_meta
 from bot.core.templating import render_template
 from bot.core.types import Config, Environment
+from bot.gateways.github import BaseModifiedError, MergeConflictError, MergeNotAllowedError
 from bot.jobs.replies import upsert_reply
 
 log = logging.getLogger(__name__)
@@ -30,36 +31,12 @@ MERGED_MARKER = "<!-- gitops-bot:merged -->"
 MERGE_BLOCKED_MARKER = "<!-- gitops-bot:merge-blocked -->"
 
 
-class MergeConflictError(BotError):
-    """409: the head moved between evaluation and merge."""
-
-
-class BaseModifiedError(BotError):
-    """405 'Base branch was modified': retry shortly."""
-
-
-class MergeNotAllowedError(BotError):
-    """405 for another reason: GitHub's message says why."""
-
-
 @dataclass(frozen=True)
 class GateResult:
     number: int
     decision: MergeDecision | None  # None: not a promotion PR
     merged_sha: str = ""
     message: str = ""
-
-
-def _error_classes(
-    client: Any,
-) -> tuple[type[BaseException], type[BaseException], type[BaseException]]:
-    """The gateway's merge exceptions (it defines its own; fall back to ours)."""
-    module = __import__(type(client).__module__, fromlist=["*"])
-    return (
-        getattr(module, "MergeConflictError", MergeConflictError),
-        getattr(module, "BaseModifiedError", BaseModifiedError),
-        getattr(module, "MergeNotAllowedError", MergeNotAllowedError),
-    )
 
 
 def can_act_for(
@@ -208,7 +185,6 @@ def evaluate_pr(
         publish_gate_check(client, repo, pr.head_sha, decision, runs)
         if not decision.ready or not merge:
             return GateResult(number, decision)
-        conflict, base_modified, not_allowed = _error_classes(client)
         try:
             sha = client.merge_pr(
                 repo,
@@ -217,14 +193,14 @@ def evaluate_pr(
                 method=environment.merge_method,
                 title=f"{pr.title} (#{number})",
             )
-        except conflict:
+        except MergeConflictError:
             log.info("%s#%s: head moved during merge, re-evaluating", repo, number)
             continue
-        except base_modified:
+        except BaseModifiedError:
             raise TransientError(
                 f"{repo}#{number}: base branch was modified during merge", retry_after=2.0
             ) from None
-        except not_allowed as exc:
+        except MergeNotAllowedError as exc:
             landed = client.get_pr(repo, number)
             if not landed.merged:
                 upsert_reply(
