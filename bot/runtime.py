@@ -44,12 +44,16 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     from bot.gateways.kustomize import Renderer
     from bot.gateways.mlflow import MlflowClient
     from bot.gateways.queue import JobQueue
+    from bot.gateways.records import PromotionRecords
     from bot.jobs.dispatch import Services
     from bot.web.metrics import Metrics
 
     settings = settings or load_settings()
     if not settings.github_app_id or not settings.github_private_key:
         raise SettingsError("GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or _PATH) are required")
+    if not settings.bot_login:
+        # the bot recognises its own pull requests and events by `<slug>[bot]`
+        raise SettingsError("GITHUB_APP_SLUG is required (the App's slug, e.g. gitops-bot)")
     queue = JobQueue.from_url(settings.database_url)
     queue.migrate()
     slug = settings.bot_login[: -len("[bot]")] if settings.bot_login else None
@@ -70,6 +74,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         # the bot's own edits of default-branch content: still no plugins/exec/helm
         render_pair=render_pair,
         untrusted_render_pair=render_pair,
+        records=PromotionRecords(queue),
         mlflow=MlflowClient(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None,
         bot_login=settings.bot_login,
         app_slug=slug,

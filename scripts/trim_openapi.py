@@ -27,6 +27,7 @@ OPERATIONS: list[tuple[str, str]] = [
     ("get", "/repos/{owner}/{repo}/pulls/{pull_number}"),
     ("patch", "/repos/{owner}/{repo}/pulls/{pull_number}"),
     ("get", "/repos/{owner}/{repo}/pulls/{pull_number}/files"),
+    ("get", "/repos/{owner}/{repo}/compare/{basehead}"),
     ("get", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews"),
     ("put", "/repos/{owner}/{repo}/pulls/{pull_number}/merge"),
     ("get", "/repos/{owner}/{repo}/issues/{issue_number}"),

@@ -80,6 +80,7 @@ CONTRACT_PERMISSIONS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}"): ("pull_requests", "read"),
     ("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}"): ("pull_requests", "write"),
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/files"): ("pull_requests", "read"),
+    ("GET", "/repos/{owner}/{repo}/compare/{basehead}"): ("contents", "read"),
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews"): ("pull_requests", "read"),
     # Merging writes to the base branch: GitHub files it under "Contents", not "Pull requests".
     ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge"): ("contents", "write"),

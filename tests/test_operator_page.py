@@ -230,9 +230,13 @@ def test_failing_sources_show_errors_instead_of_a_500(queue: JobQueue) -> None:
 PROD_BRANCH = "gitops-bot/production/fraud-v2-candidate-42"
 
 
+def promotion_meta(requester: str, env: str = "production") -> dict[str, object]:
+    return {"v": 1, "model": "fraud-v2-candidate", "version": "42", "env": env,
+            "requester": requester}  # fmt: skip
+
+
 def promotion_body(requester: str, env: str = "production") -> str:
-    meta = {"v": 1, "model": "fraud-v2-candidate", "version": "42", "env": env}
-    return "Promote\n\n" + meta_marker({**meta, "requester": requester}) + "\n"
+    return "Promote\n\n" + meta_marker(promotion_meta(requester, env)) + "\n"
 
 
 @pytest.fixture
@@ -272,6 +276,7 @@ def test_github_provider_reads_deployed_versions_and_pr_approval_state(
         gitops_repo, PROD_BRANCH, title="Promote fraud-detector v42 to production",
         body=promotion_body("carol"), user="gitops-bot[bot]",
     )  # fmt: skip
+    data.records.save_promotion(gitops_repo, number, PROD_BRANCH, promotion_meta("carol"))
     fake_github.set_permission(gitops_repo, "carol", "write")
     fake_github.set_permission(gitops_repo, "alice", "write")
     fake_github.add_review(gitops_repo, number, "carol", "APPROVED")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.core.types import Environment
@@ -35,7 +35,11 @@ class PullRequestFacts:
     merged: bool
     draft: bool
     mergeable: bool | None  # None: GitHub has not computed it yet
-    requester: str  # who asked for the promotion (PR metadata); never counts as approver
+    requester: str  # who asked for the promotion (the bot's record); never counts as approver
+    # lower-case logins of whoever opened the PR or pushed to it (the bot aside): authors of
+    # the change, who cannot approve it
+    authors: frozenset[str] = frozenset()
+    rendered: bool = True  # the render of this exact head was published
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,15 @@ class MergeDecision:
     reasons: tuple[str, ...]  # why not (empty when ready)
     approvers: tuple[str, ...] = ()  # approvals that count
     notes: tuple[str, ...] = field(default=())  # approvals that did not count, and why
+    environments: tuple[str, ...] = ()  # whose policies applied (the PR changes their render)
+    # may the bot merge once ready without being asked (`/merge`)? Only when every affected
+    # environment auto-merges or demands approvals (approving is then the consent to merge).
+    unattended: bool = False
 
     def summary(self) -> str:
         if self.ready:
+            if not self.environments:
+                return "Ready to merge (no configured environment's render changes)."
             who = ", ".join(f"@{u}" for u in self.approvers) or "no approval required"
             return f"Ready to merge ({who})."
         return "Not ready: " + "; ".join(self.reasons)
@@ -89,19 +99,22 @@ def evaluate_merge(
     pr: PullRequestFacts,
     reviews: Sequence[Review],
     checks: Sequence[Check],
-    environment: Environment,
+    environments: Sequence[Environment],
     *,
-    eligible: Collection[str],
+    eligible: Mapping[str, Collection[str]],
     bot_logins: Collection[str] = (),
     own_checks: Collection[str] = (APPROVAL_CHECK,),
 ) -> MergeDecision:
-    """Decide whether the bot may merge `pr` now, with every reason it may not.
+    """Decide whether `pr` may be merged now, with every reason it may not.
 
-    `eligible` holds the reviewers (lower-case logins) whose approval counts for this
-    environment, already resolved from users, teams and repository permission.
+    `environments` are those whose render the PR changes: each one's rules must hold.
+    `eligible` maps each environment's name to the reviewers (lower-case logins) whose
+    approval counts for it, already resolved from users, teams and repository permission.
     """
     reasons: list[str] = []
     notes: list[str] = []
+    if not pr.rendered:
+        reasons.append(f"the diff of the head commit {pr.head_sha[:7]} is not rendered yet")
     if pr.merged:
         reasons.append("already merged")
     elif pr.state != "open":
@@ -113,40 +126,57 @@ def evaluate_merge(
     elif pr.mergeable is None:
         reasons.append("GitHub has not finished computing mergeability")
 
-    eligible_lower = {u.lower() for u in eligible}
-    excluded = {pr.requester.lower()} | {b.lower() for b in bot_logins}
-    approvers: list[str] = []
+    eligible_anywhere = {u.lower() for names in eligible.values() for u in names}
+    requester = pr.requester.lower()
+    bots = {b.lower() for b in bot_logins}
+    valid: list[Review] = []  # approvals of the head by someone who may approve something
     for user, review in sorted(latest_opinions(reviews).items()):
         name = review.user
         if review.state == "CHANGES_REQUESTED":
-            if user in eligible_lower:
+            if user in eligible_anywhere:
                 reasons.append(f"@{name} requested changes")
             else:
                 notes.append(f"@{name} requested changes but is not an eligible reviewer")
             continue
         if review.state != "APPROVED":
             continue
-        if user == pr.requester.lower():
+        if requester and user == requester:
             notes.append(f"@{name} asked for this promotion and cannot approve it")
-        elif user in excluded:
+        elif user in bots:
             notes.append(f"@{name} is the bot and cannot approve")
-        elif user not in eligible_lower:
-            notes.append(f"@{name} is not an eligible reviewer for {environment.name}")
+        elif user in pr.authors:
+            notes.append(f"@{name} opened or pushed to this pull request and cannot approve it")
+        elif user not in eligible_anywhere:
+            where = ", ".join(e.name for e in environments) or "this repository"
+            notes.append(f"@{name} is not an eligible reviewer for {where}")
         elif review.commit_id != pr.head_sha:
             notes.append(f"@{name} approved an older commit ({review.commit_id[:7]})")
         else:
-            approvers.append(name)
+            valid.append(review)
 
-    required = environment.approvals.required
-    if len(approvers) < required:
-        who = _eligible_text(environment)
-        reasons.append(
-            f"{len(approvers)} of {required} required approval(s) on the head commit "
-            f"{pr.head_sha[:7]}{who}"
-        )
-    reasons += _check_reasons(checks, environment.required_checks, own_checks)
+    approvers: list[str] = []
+    several = len(environments) > 1
+    for environment in environments:
+        allowed = {u.lower() for u in eligible.get(environment.name, ())}
+        counted = [r.user for r in valid if r.user.lower() in allowed]
+        approvers += [u for u in counted if u not in approvers]
+        required = environment.approvals.required
+        if len(counted) < required:
+            prefix = f"{environment.name}: " if several else ""
+            reasons.append(
+                f"{prefix}{len(counted)} of {required} required approval(s) on the head commit "
+                f"{pr.head_sha[:7]}{_eligible_text(environment)}"
+            )
+    required_checks = [c for e in environments for c in e.required_checks]
+    reasons += _check_reasons(checks, dict.fromkeys(required_checks), own_checks)
     return MergeDecision(
-        ready=not reasons, reasons=tuple(reasons), approvers=tuple(approvers), notes=tuple(notes)
+        ready=not reasons,
+        reasons=tuple(reasons),
+        approvers=tuple(approvers),
+        notes=tuple(notes),
+        environments=tuple(e.name for e in environments),
+        unattended=bool(environments)
+        and all(e.auto_merge or e.approvals.required > 0 for e in environments),
     )
 
 

@@ -60,3 +60,29 @@ def environment_diffs(
         diff_environment(names.get(overlay, overlay), overlay, *rendered[overlay])
         for overlay in affected
     )
+
+
+def changed_paths(base: Snapshot, head: Snapshot) -> frozenset[str]:
+    """Every path added, removed or modified between two snapshots: complete, unlike
+    GitHub's file list of a pull request (at most 3000 files)."""
+    changed = {path for path, content in head.items() if base.get(path) != content}
+    changed.update(path for path in base if path not in head)
+    return frozenset(changed)
+
+
+def render_changed(diff: EnvironmentDiff) -> bool:
+    """Does this environment's rendered output change (or fail to build on either side)?"""
+    if not (diff.base.ok and diff.head.ok):
+        return True
+    return bool(diff.changes) or bool(diff.unified_diff) or diff.base.output != diff.head.output
+
+
+def affected_environments(
+    config: Config, diffs: Sequence[EnvironmentDiff], *, config_changed: bool = False
+) -> tuple[str, ...]:
+    """The environments whose policies a change must satisfy: those whose render changes,
+    and all of them when the change edits the bot's own config (it governs every one)."""
+    if config_changed:
+        return tuple(env.name for env in config.environments)
+    names = {env.name for env in config.environments}
+    return tuple(d.environment for d in diffs if d.environment in names and render_changed(d))

@@ -123,6 +123,17 @@ class PullRequestInfo:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """`base...head` as GitHub compares it: where the branch left base, and who made its
+    commits (at most 250 listed; `total_commits` says how many there are)."""
+
+    merge_base: str
+    total_commits: int
+    commits: tuple[str, ...]  # shas, oldest first
+    people: frozenset[str]  # lower-case logins of the listed commits' authors and committers
+
+
+@dataclass(frozen=True)
 class CommentInfo:
     id: int
     author: str
@@ -655,12 +666,16 @@ class InstallationClient:
         self._request("PATCH", f"{_repo_path(repo)}/pulls/{int(number)}", body={"state": "closed"})
 
     @_operation
-    def list_open_prs(self, repo: str, head_prefix: str = "gitops-bot/") -> list[PullRequestInfo]:
-        """Open PRs from branches of repo itself (not forks) whose name starts with head_prefix."""
+    def list_open_prs(
+        self, repo: str, head_prefix: str = "gitops-bot/", *, include_forks: bool = False
+    ) -> list[PullRequestInfo]:
+        """Open PRs whose head branch name starts with head_prefix, from branches of repo
+        itself unless include_forks."""
         out = []
         for data in self._paginate(f"{_repo_path(repo)}/pulls", {"state": "open"}):
             pr = PullRequestInfo.from_api(data)
-            if pr.head_ref.startswith(head_prefix) and pr.head_repo.lower() == repo.lower():
+            own = pr.head_repo.lower() == repo.lower()
+            if pr.head_ref.startswith(head_prefix) and (own or include_forks):
                 out.append(pr)
         return out
 
@@ -673,6 +688,25 @@ class InstallationClient:
             if item.get("previous_filename"):
                 out[str(item["previous_filename"])] = None
         return list(out)
+
+    @_operation
+    def compare(self, repo: str, base: str, head: str) -> Comparison:
+        """Merge base of base and head, and the commits head adds (GitHub's account of who
+        authored and committed them; `web-flow` stands for commits GitHub itself made)."""
+        data = self._get(f"{_repo_path(repo)}/compare/{quote(base)}...{quote(head)}")
+        commits = data.get("commits") or []
+        people = {
+            _login(item.get(role)).lower()
+            for item in commits
+            for role in ("author", "committer")
+            if _login(item.get(role))
+        }
+        return Comparison(
+            merge_base=str((data.get("merge_base_commit") or {}).get("sha") or base),
+            total_commits=int(data.get("total_commits") or 0),
+            commits=tuple(str(item["sha"]) for item in commits),
+            people=frozenset(people - {"web-flow"}),
+        )
 
     @_operation
     def reviews(self, repo: str, number: int) -> list[ReviewInfo]:

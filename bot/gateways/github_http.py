@@ -57,6 +57,7 @@ _TEMPLATES = [
     "/repos/{owner}/{repo}/pulls",
     "/repos/{owner}/{repo}/pulls/{pull_number}",
     "/repos/{owner}/{repo}/pulls/{pull_number}/files",
+    "/repos/{owner}/{repo}/compare/{basehead}",
     "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
     "/repos/{owner}/{repo}/pulls/{pull_number}/merge",
     "/repos/{owner}/{repo}/issues/{issue_number}",

@@ -170,6 +170,11 @@ class JobQueue(abc.ABC):
         """Newest jobs first, without payloads, timestamps as ISO-8601 UTC strings."""
 
     @abc.abstractmethod
+    def run_sql(self, statement: str, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        """Run one statement of `bot.gateways.records` (psycopg `%(name)s` parameters,
+        `{table}` names) in its own transaction; rows as dicts."""
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Raise if the database is unreachable."""
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
@@ -22,6 +23,7 @@ from bot.gateways.queue import (
     check_new_job,
     truncate_error,
 )
+from bot.gateways.records import RECORD_TABLES, RECORDS_DDL
 
 # How many lane candidates one claim tries before giving up (others hold their lanes).
 CANDIDATES = 16
@@ -142,6 +144,22 @@ class PostgresJobQueue(JobQueue):
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
                 )
             conn.execute(self._q(_DDL))
+            for statement in RECORDS_DDL:
+                conn.execute(self._records_sql(statement))
+
+    def _records_sql(self, statement: str) -> sql.Composed:
+        tables = {
+            t: sql.Identifier(self.schema, t) if self.schema else sql.Identifier(t)
+            for t in RECORD_TABLES
+        }
+        # psycopg's sql.SQL would read `%(name)s` as literal text: compose the names only
+        return sql.SQL(statement).format(**tables)
+
+    def run_sql(self, statement: str, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            cur.execute(self._records_sql(statement), dict(params))
+            return cur.fetchall() if cur.description is not None else []
 
     def enqueue(self, job: NewJob) -> bool:
         check_new_job(job)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -23,6 +24,7 @@ from bot.gateways.queue import (
     check_new_job,
     truncate_error,
 )
+from bot.gateways.records import RECORD_TABLES, RECORDS_DDL
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -84,6 +86,12 @@ RETURNING id, delivery_id, source, kind, repo, payload, attempts, lease_token
 """
 
 _OWNED = "id = :id AND lease_token = :token AND status = 'running'"
+_PYFORMAT = re.compile(r"%\((\w+)\)s")
+
+
+def _sqlite_statement(statement: str) -> str:
+    """A records statement in SQLite's dialect: plain table names, `:name` parameters."""
+    return _PYFORMAT.sub(r":\1", statement.format(**{t: t for t in RECORD_TABLES}))
 
 
 class SqliteJobQueue(JobQueue):
@@ -143,6 +151,13 @@ class SqliteJobQueue(JobQueue):
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            for statement in RECORDS_DDL:
+                conn.execute(_sqlite_statement(statement))
+
+    def run_sql(self, statement: str, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        with self._write() as conn:
+            rows = conn.execute(_sqlite_statement(statement), dict(params)).fetchall()
+        return [dict(row) for row in rows]
 
     def enqueue(self, job: NewJob) -> bool:
         check_new_job(job)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
 
 from bot.core.errors import PlanError
 from bot.core.planner import request_from_meta
 from bot.core.promotion import build_plan
+from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
 from bot.jobs.publish import Published, publish_plan
 from bot.jobs.repo_state import load_repo_state
@@ -16,21 +17,18 @@ from bot.jobs.repo_state import load_repo_state
 log = logging.getLogger(__name__)
 
 
-def promote_next(
-    client: Any,
-    repo: str,
-    meta: Mapping[str, object],
-    number: int,
-    *,
-    render_pair: Any,
-    bot_login: str | None,
-) -> list[Published]:
-    """Same model version, to every `auto_promote` environment that follows the merged one."""
+def promote_next(deps: Deps, repo: str, meta: Mapping[str, object], number: int) -> list[Published]:
+    """Same model version, to every `auto_promote` environment that follows the merged one.
+
+    `meta`: the bot's record of the merged promotion."""
     if meta.get("kind") != "promote":
         return []  # rollbacks do not cascade
+    client = deps.client
     state = load_repo_state(client, repo)  # the default branch now includes the merge
     merged_env = str(meta.get("env", ""))
     published = []
+    chained = replace(deps)  # a PR this opens that merges at once chains further
+    chained.on_merged = lambda m, n: promote_next(chained, repo, m, n)
     for env in state.config.environments:
         if env.promote_from != merged_env or not env.auto_promote:
             continue
@@ -41,23 +39,19 @@ def promote_next(
             trigger=f"auto_promote after #{number} merged into {merged_env}",
         )
         try:
-            plan = build_plan(state.config, state.snapshot, request, render_pair)
+            plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
         except PlanError as exc:
             log.warning("%s: auto_promote to %s skipped: %s", repo, env.name, exc)
             continue
         result = publish_plan(
-            client, repo, plan, base_branch=state.default_branch, base_sha=state.sha
+            client,
+            deps.records,
+            repo,
+            plan,
+            base_branch=state.default_branch,
+            base_sha=state.sha,
         )
         if result is not None:
-            evaluate_pr(
-                client,
-                repo,
-                result.number,
-                state.config,
-                bot_login=bot_login,
-                on_merged=lambda m, n: promote_next(
-                    client, repo, m, n, render_pair=render_pair, bot_login=bot_login
-                ),
-            )
+            evaluate_pr(chained, repo, result.number, state.config)
             published.append(result)
     return published

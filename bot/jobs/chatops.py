@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
 
 from bot.core.commands import USAGE as COMMAND_USAGE
 from bot.core.commands import Diff, Help, Merge, Outcome, Promote, Reply, Rollback, parse_comment
@@ -12,9 +11,11 @@ from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError, TransientError
 from bot.core.planner import did_you_mean, request_from_meta, resolve_target
 from bot.core.promotion import build_plan
-from bot.core.report import parse_meta, render_pull_request
+from bot.core.report import render_pull_request
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Environment, Model, PromotionRequest
+from bot.gateways.records import PromotionRecord
+from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.merge_gate import GateResult, can_act_for, evaluate_pr
 from bot.jobs.pr_diff import handle_pr_diff
 from bot.jobs.publish import publish_plan
@@ -35,16 +36,6 @@ class CommentContext:
     is_pull_request: bool
     comment_id: int
     author: str
-
-
-@dataclass
-class Deps:
-    client: Any
-    render_pair: Any  # trusted renders: the bot's own edits on the default branch
-    untrusted_render_pair: Any  # human PR content
-    mlflow: Any | None
-    bot_login: str | None
-    on_merged: Any = None  # callback(meta, number) after the bot merged a promotion PR
 
 
 def reply_marker(ctx: CommentContext, index: int) -> str:
@@ -138,7 +129,7 @@ def _run(deps: Deps, ctx: CommentContext, state: RepoState, outcome: Outcome, ma
     elif isinstance(outcome, Diff):
         _rediff(deps, ctx, state, marker)
     elif isinstance(outcome, Merge):
-        result = _gate(deps, ctx.repo, ctx.issue_number, state)
+        result = _gate(deps, ctx.repo, ctx.issue_number, state, asked_by=ctx.author)
         upsert_reply(
             client,
             ctx.repo,
@@ -150,15 +141,10 @@ def _run(deps: Deps, ctx: CommentContext, state: RepoState, outcome: Outcome, ma
         )
 
 
-def _gate(deps: Deps, repo: str, number: int, state: RepoState) -> GateResult:
-    return evaluate_pr(
-        deps.client,
-        repo,
-        number,
-        state.config,
-        bot_login=deps.bot_login,
-        on_merged=deps.on_merged,
-    )
+def _gate(
+    deps: Deps, repo: str, number: int, state: RepoState, asked_by: str | None = None
+) -> GateResult:
+    return evaluate_pr(deps, repo, number, state.config, asked_by=asked_by)
 
 
 def _target_environment(state: RepoState, outcome: Outcome) -> Environment | None:
@@ -198,7 +184,12 @@ def _publish_or_dry_run(
         )
         return
     published = publish_plan(
-        deps.client, ctx.repo, plan, base_branch=state.default_branch, base_sha=state.sha
+        deps.client,
+        deps.records,
+        ctx.repo,
+        plan,
+        base_branch=state.default_branch,
+        base_sha=state.sha,
     )
     if published is not None:  # the approval check appears at once; auto-merge envs may merge
         _gate(deps, ctx.repo, published.number, state)
@@ -254,15 +245,15 @@ def _same_change_request(
             "elsewhere use `/promote <model> <version> to <env>`."
         )
     pr = deps.client.get_pr(ctx.repo, ctx.issue_number)
-    meta = parse_meta(pr.body or "")
-    if not meta or meta.get("kind") != "promote":
+    promotion = promotion_of(deps, ctx.repo, pr)
+    if promotion is None or promotion.meta.get("kind") != "promote":
         raise PlanError("This pull request was not opened by gitops-bot for a promotion.")
     if not pr.merged:
         raise PlanError(
             f"#{ctx.issue_number} is not merged yet: promote it further once it is deployed."
         )
     return request_from_meta(
-        meta,
+        promotion.meta,
         environment=cmd.environment,
         traffic=cmd.traffic,
         requester=ctx.author,
@@ -320,8 +311,9 @@ def _rollback(
 
 def _rollback_model(deps: Deps, ctx: CommentContext, state: RepoState) -> Model:
     if ctx.is_pull_request:
-        meta = parse_meta(deps.client.get_pr(ctx.repo, ctx.issue_number).body or "") or {}
-        model = state.config.model(str(meta.get("model", "")))
+        pr = deps.client.get_pr(ctx.repo, ctx.issue_number)
+        promotion = promotion_of(deps, ctx.repo, pr)
+        model = state.config.model(promotion.model) if promotion is not None else None
         if model is not None:
             return model
     if len(state.config.models) == 1:
@@ -374,19 +366,19 @@ def _version_from_history(
 
 
 def _rediff(deps: Deps, ctx: CommentContext, state: RepoState, marker: str) -> None:
+    """Re-render: the bot's own promotion from its record while the branch holds only what
+    the bot pushed; anything else as untrusted content, head as it is."""
     pr = deps.client.get_pr(ctx.repo, ctx.issue_number)
-    meta = parse_meta(pr.body or "")
-    if meta and str(pr.head_ref).startswith("gitops-bot/") and not pr.merged:
-        request = request_from_meta(meta)
-        plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
-        plan = replace(plan, meta=meta)  # keep the original requester and trigger
-        publish_plan(
-            deps.client, ctx.repo, plan, base_branch=state.default_branch, base_sha=state.sha
-        )
+    promotion = promotion_of(deps, ctx.repo, pr)
+    if (
+        promotion is not None
+        and not pr.merged
+        and pr.state == "open"
+        and deps.records.is_bot_commit(ctx.repo, pr.head_sha)
+    ):
+        _republish(deps, ctx, state, promotion)
     else:
-        handle_pr_diff(
-            deps.client, ctx.repo, ctx.issue_number, render_pair=deps.untrusted_render_pair
-        )
+        handle_pr_diff(deps, ctx.repo, ctx.issue_number, state.config)
     upsert_reply(
         deps.client,
         ctx.repo,
@@ -399,4 +391,20 @@ def _rediff(deps: Deps, ctx: CommentContext, state: RepoState, marker: str) -> N
         published=None,
         plan=None,
         message=f"Re-rendered the diff for {pr.head_sha[:7]}.",
+    )
+
+
+def _republish(
+    deps: Deps, ctx: CommentContext, state: RepoState, promotion: PromotionRecord
+) -> None:
+    request = request_from_meta(promotion.meta)
+    plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
+    plan = replace(plan, meta=promotion.meta)  # keep the original requester and trigger
+    publish_plan(
+        deps.client,
+        deps.records,
+        ctx.repo,
+        plan,
+        base_branch=state.default_branch,
+        base_sha=state.sha,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.core.events import (
@@ -20,20 +20,17 @@ from bot.core.events import (
     TagSet,
     event_from_payload,
 )
-from bot.core.report import parse_meta
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Config
 from bot.jobs.chain import promote_next
-from bot.jobs.chatops import CommentContext, Deps, handle_comment
-from bot.jobs.merge_gate import evaluate_pr, find_promotion_prs_for_sha
-from bot.jobs.pr_diff import handle_pr_diff
+from bot.jobs.chatops import CommentContext, handle_comment
+from bot.jobs.deps import Deps
+from bot.jobs.merge_gate import evaluate_pr, find_open_prs_for_sha
 from bot.jobs.reconcile import reconcile_repo
 from bot.jobs.registry import RegistryFacts, handle_registry_event
 from bot.jobs.repo_state import load_repo_state
 
 log = logging.getLogger(__name__)
-
-BOT_BRANCH_PREFIX = "gitops-bot/"
 
 
 @dataclass
@@ -43,6 +40,7 @@ class Services:
     github: Any  # bot.gateways.github.GitHubApp
     render_pair: Callable[..., Any]  # trusted: the bot's own edits on the default branch
     untrusted_render_pair: Callable[..., Any]
+    records: Any  # bot.gateways.records.PromotionRecords
     mlflow: Any | None = None
     bot_login: str | None = None
     app_slug: str | None = None
@@ -73,46 +71,39 @@ def _client(services: Services, repo: str, installation_id: int | None) -> Any:
     return services.github.client_for_repo(repo)
 
 
-def _gate(
-    services: Services,
-    client: Any,
-    repo: str,
-    numbers: Sequence[int],
-    config: Config | None = None,
-) -> None:
+def job_deps(services: Services, client: Any) -> Deps:
+    """The handlers' dependencies for one installation."""
+    return Deps(
+        client=client,
+        records=services.records,
+        render_pair=services.render_pair,
+        untrusted_render_pair=services.untrusted_render_pair,
+        mlflow=services.mlflow,
+        bot_login=services.bot_login,
+    )
+
+
+def _gate(deps: Deps, repo: str, numbers: Sequence[int], config: Config | None = None) -> None:
     """Evaluate each PR; `config`: the default branch's, when the job already read it."""
     known = [config] if config is not None else []
 
-    def load() -> Config:  # read once, and only if one of the PRs is a promotion PR
+    def load() -> Config:  # read once, and only if a PR needs it
         if not known:
-            known.append(load_repo_state(client, repo).config)
+            known.append(load_repo_state(deps.client, repo).config)
         return known[0]
 
+    chained = replace(deps, on_merged=_on_merged(deps, repo, known))
     for number in numbers:
-        evaluate_pr(
-            client,
-            repo,
-            number,
-            load,
-            bot_login=services.bot_login,
-            on_merged=_on_merged(services, client, repo, known),
-        )
+        evaluate_pr(chained, repo, number, load)
 
 
 def _on_merged(
-    services: Services, client: Any, repo: str, known: Sequence[Config] = ()
-) -> Callable[..., object]:
+    deps: Deps, repo: str, known: Sequence[Config] = ()
+) -> Callable[[Mapping[str, object], int], object]:
     def chain(meta: Mapping[str, object], number: int) -> object:
         if known and not _promotes_after(known[0], str(meta.get("env", ""))):
             return []  # nothing follows the merged environment: skip re-reading the repo
-        return promote_next(
-            client,
-            repo,
-            meta,
-            number,
-            render_pair=services.render_pair,
-            bot_login=services.bot_login,
-        )
+        return promote_next(deps, repo, meta, number)
 
     return chain
 
@@ -126,28 +117,26 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
     """Run one job; raises TransientError to be retried, anything else fails it."""
     if kind == "reconcile":
         if repo:
-            reconcile_repo(services, _client(services, repo, None), repo)
+            deps = job_deps(services, _client(services, repo, None))
+            reconcile_repo(replace(deps, on_merged=_on_merged(deps, repo)), repo)
         return
     event = event_from_payload(payload)
     registry = registry_event(event)
     if registry is not None:
         if not repo:
             raise ValueError("registry job without a target repository")
-        client = _client(services, repo, None)
+        deps = job_deps(services, _client(services, repo, None))
         trigger, source, run_id = registry
-        state = load_repo_state(client, repo)
+        state = load_repo_state(deps.client, repo)
         published = handle_registry_event(
-            client,
+            deps,
             repo,
             RegistryFacts(trigger, source=source, run_id=run_id),
-            mlflow=services.mlflow,
-            render_pair=services.render_pair,
             trigger=f"MLflow `{trigger.kind}` ({trigger.registry_name} v{trigger.version})",
             state=state,
-            bot_login=services.bot_login,
         )
         # the PRs were planned on this default-branch state: gate them with its config
-        _gate(services, client, repo, [p.number for p in published], state.config)
+        _gate(deps, repo, [p.number for p in published], state.config)
         return
     if isinstance(event, (Ping, InstallationEvent)):
         if isinstance(event, InstallationEvent):
@@ -157,43 +146,42 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
     if not isinstance(event, (CommentCreated, PullRequestEvent, ReviewEvent, CheckEvent)):
         log.info("no handler for %s", type(event).__name__)
         return
-    client = _client(services, event.repo, event.installation_id)
+    deps = job_deps(services, _client(services, event.repo, event.installation_id))
     if isinstance(event, CommentCreated):
-        deps = Deps(
-            client=client,
-            render_pair=services.render_pair,
-            untrusted_render_pair=services.untrusted_render_pair,
-            mlflow=services.mlflow,
-            bot_login=services.bot_login,
-            on_merged=_on_merged(services, client, event.repo),
-        )
         ctx = CommentContext(
             event.repo, event.issue_number, event.is_pull_request, event.comment_id, event.author
         )
-        handle_comment(deps, ctx, event.body)
+        handle_comment(replace(deps, on_merged=_on_merged(deps, event.repo)), ctx, event.body)
     elif isinstance(event, PullRequestEvent):
-        _pull_request(services, client, event)
+        _pull_request(deps, event)
     elif isinstance(event, ReviewEvent):
-        _gate(services, client, event.repo, [event.number])
+        _gate(deps, event.repo, [event.number])
     elif isinstance(event, CheckEvent):
         if services.app_slug and event.app_slug == services.app_slug:
             return  # our own checks: we already acted when we published them
-        numbers = list(event.pull_numbers) or find_promotion_prs_for_sha(
-            client, event.repo, event.head_sha
+        numbers = list(event.pull_numbers) or find_open_prs_for_sha(
+            deps.client, event.repo, event.head_sha
         )
-        _gate(services, client, event.repo, numbers)
+        _gate(deps, event.repo, numbers)
 
 
-def _pull_request(services: Services, client: Any, event: PullRequestEvent) -> None:
-    if event.head_ref.startswith(BOT_BRANCH_PREFIX):
-        if event.action == "closed" and event.merged:  # a human clicked "Merge"
-            meta = parse_meta(event.body)
-            if meta:
-                _on_merged(services, client, event.repo)(meta, event.number)
-        elif event.action in ("synchronize", "reopened", "ready_for_review"):
-            # a push to a promotion branch makes earlier approvals stale: re-evaluate
-            _gate(services, client, event.repo, [event.number])
-        return
+RENDER_ACTIONS = frozenset({"opened", "synchronize", "reopened", "ready_for_review", "edited"})
+
+
+def _pull_request(deps: Deps, event: PullRequestEvent) -> None:
+    """Every PR, the bot's or a human's: a push makes its author a pusher, every new head
+    is rendered before the gate can pass, and the gate applies by effect."""
+    repo, number = event.repo, event.number
     if event.action == "closed":
+        own = event.author == deps.bot_login and event.head_repo.lower() == repo.lower()
+        promotion = deps.records.promotion(repo, number) if own and event.merged else None
+        if promotion is not None:  # a human clicked "Merge" on a promotion PR
+            _on_merged(deps, repo)(promotion.meta, number)
         return
-    handle_pr_diff(client, event.repo, event.number, render_pair=services.untrusted_render_pair)
+    if event.action not in RENDER_ACTIONS:
+        return
+    bot = (deps.bot_login or "").lower()
+    if event.action == "synchronize" and event.sender and event.sender.lower() != bot:
+        deps.records.add_pusher(repo, number, event.sender)
+    # the gate renders any head it has no render record for, then decides
+    _gate(deps, repo, [number])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +18,12 @@ from bot.core.approval import (
     latest_opinions,
 )
 from bot.core.errors import TransientError
-from bot.core.report import parse_meta
 from bot.core.templating import render_template
 from bot.core.types import Config, Environment
 from bot.gateways.github import BaseModifiedError, MergeConflictError, MergeNotAllowedError
+from bot.gateways.records import PromotionRecord
+from bot.jobs.deps import Deps, promotion_of
+from bot.jobs.pr_diff import render_pull_request
 from bot.jobs.replies import upsert_reply
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,10 @@ MERGE_BLOCKED_MARKER = "<!-- gitops-bot:merge-blocked -->"
 @dataclass(frozen=True)
 class GateResult:
     number: int
-    decision: MergeDecision | None  # None: not a promotion PR
+    decision: MergeDecision | None  # None: nothing to decide (merged, closed, unconfigured)
     merged_sha: str = ""
     message: str = ""
+    refused: bool = False  # the user who asked to merge may not (message says why)
 
 
 def can_act_for(
@@ -67,18 +70,55 @@ def can_act_for(
     )
 
 
+def can_act_for_all(
+    client: Any, repo: str, user: str, environments: Sequence[Environment]
+) -> tuple[bool, str]:
+    """`can_act_for` every environment (write permission alone when there is none)."""
+    if not environments:
+        return can_act_for(client, repo, user, None)
+    for environment in environments:
+        allowed, reason = can_act_for(client, repo, user, environment)
+        if not allowed:
+            return False, reason
+    return True, ""
+
+
 def eligible_reviewers(
-    client: Any, repo: str, reviews: list[Review], environment: Environment
-) -> set[str]:
-    """Resolve eligibility only for users with an opinion: a handful of API calls at most."""
-    eligible = set()
+    client: Any, repo: str, reviews: list[Review], environments: Sequence[Environment]
+) -> dict[str, set[str]]:
+    """Per environment, who among the reviewers with an opinion may approve for it: a
+    handful of API calls at most (permissions and memberships are asked once each)."""
+    memo = _MemoClient(client)
+    eligible: dict[str, set[str]] = {e.name: set() for e in environments}
     for user, review in latest_opinions(reviews).items():
-        if (
-            review.state in ("APPROVED", "CHANGES_REQUESTED")
-            and can_act_for(client, repo, review.user, environment)[0]
-        ):
-            eligible.add(user)
+        if review.state not in ("APPROVED", "CHANGES_REQUESTED"):
+            continue
+        for environment in environments:
+            if can_act_for(memo, repo, review.user, environment)[0]:
+                eligible[environment.name].add(user)
     return eligible
+
+
+class _MemoClient:
+    """The two identity questions of `can_act_for`, each asked of GitHub once."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._answers: dict[tuple[str, ...], Any] = {}
+
+    def _ask(self, key: tuple[str, ...], ask: Callable[[], Any]) -> Any:
+        if key not in self._answers:
+            self._answers[key] = ask()
+        return self._answers[key]
+
+    def permission(self, repo: str, user: str) -> str:
+        return str(
+            self._ask(("p", repo, user.lower()), lambda: self._client.permission(repo, user))
+        )
+
+    def is_team_member(self, org: str, team: str, user: str) -> bool:
+        key = ("t", org, team, user.lower())
+        return bool(self._ask(key, lambda: self._client.is_team_member(org, team, user)))
 
 
 def gather_checks(client: Any, repo: str, sha: str, runs: list[Any] | None = None) -> list[Check]:
@@ -95,76 +135,88 @@ def gather_checks(client: Any, repo: str, sha: str, runs: list[Any] | None = Non
 
 
 def publish_gate_check(
-    client: Any, repo: str, sha: str, decision: MergeDecision, runs: list[Any] | None = None
+    client: Any,
+    repo: str,
+    sha: str,
+    decision: MergeDecision,
+    runs: list[Any] | None = None,
+    *,
+    refused: str = "",
 ) -> None:
-    """Create or update the approval check; `runs`: sha's check runs, just listed."""
-    text = render_template("approval_check.md.j2", decision=decision)
+    """Create or update the approval check; `runs`: sha's check runs, just listed.
+
+    `refused`: GitHub's reason for refusing the merge of a ready PR: the check then says
+    so and stays pending, so it never claims "ready" for something that cannot merge."""
+    text = render_template("approval_check.md.j2", decision=decision, refused=refused)
     known = {} if runs is None else {"known": runs}
-    if decision.ready or decision.reasons == ("already merged",):
-        client.upsert_check_run(
-            repo,
-            sha,
-            APPROVAL_CHECK,
-            status="completed",
-            conclusion="success",
-            title=decision.summary()[:250],
-            summary=text,
-            **known,
-        )
-    else:
-        client.upsert_check_run(
-            repo,
-            sha,
-            APPROVAL_CHECK,
-            status="in_progress",
-            conclusion=None,
-            title=decision.summary()[:250],
-            summary=text,
-            **known,
-        )
+    done = not refused and (decision.ready or decision.reasons == ("already merged",))
+    title = f"Merge refused by GitHub: {refused}" if refused else decision.summary()
+    client.upsert_check_run(
+        repo,
+        sha,
+        APPROVAL_CHECK,
+        status="completed" if done else "in_progress",
+        conclusion="success" if done else None,
+        title=title[:250],
+        summary=text,
+        **known,
+    )
 
 
 def evaluate_pr(
-    client: Any,
+    deps: Deps,
     repo: str,
     number: int,
     config: Config | Callable[[], Config],
     *,
-    bot_login: str | None,
     merge: bool = True,
+    asked_by: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     max_attempts: int = 3,
-    on_merged: Callable[[Mapping[str, object], int], object] | None = None,
 ) -> GateResult:
-    """Evaluate the policy for a promotion PR, publish the gate check, merge when ready."""
+    """Apply the policy of every environment the PR changes, publish the approval check,
+    and merge when it holds: by itself for its own promotion PRs where every affected
+    environment allows it, otherwise only when an eligible user asked (`asked_by`)."""
+    client = deps.client
     for attempt in range(1, max_attempts + 1):
         pr = client.get_pr(repo, number)
-        meta = parse_meta(pr.body or "")
-        if not meta or pr.head_ref is None or not str(pr.head_ref).startswith("gitops-bot/"):
-            return GateResult(number, None, message="not a gitops-bot promotion PR")
+        promotion = promotion_of(deps, repo, pr)
         if callable(config):
             config = config()
-        environment = config.environment(str(meta.get("env", "")))
-        if environment is None:
-            return GateResult(
-                number, None, message=f"environment {meta.get('env')!r} is no longer configured"
-            )
         if pr.merged:
-            if pr.author == bot_login and not _has_comment(client, repo, number, MERGED_MARKER):
+            if promotion is not None and not _has_comment(client, repo, number, MERGED_MARKER):
                 # the merge landed but the job died before saying so: say it now, once
-                sha = pr.merge_commit_sha or ""
-                announce_merge(client, repo, number, meta, environment, config, sha, ())
+                environment = config.environment(promotion.environment)
+                if environment is not None:
+                    sha = pr.merge_commit_sha or ""
+                    announce_merge(client, repo, number, promotion.meta, environment, config, sha)
             return GateResult(
                 number, None, merged_sha=pr.merge_commit_sha or "", message="already merged"
+            )
+        if pr.state != "open":
+            return GateResult(number, None, message="the pull request is closed")
+        if promotion is not None and config.environment(promotion.environment) is None:
+            return GateResult(
+                number,
+                None,
+                message=f"environment {promotion.environment!r} is no longer configured",
             )
         if pr.mergeable is None and attempt < max_attempts:
             sleep(1.0 * attempt)  # GitHub computes mergeability in the background
             continue
+        render = deps.records.render(repo, number, pr.head_sha, pr.base_ref)
+        if render is None:  # never approve a head whose diff was not shown: render it now
+            render = render_pull_request(deps, repo, pr, config, promotion)
+        environments = _affected(config, render.environments, promotion)
         runs = client.check_runs(repo, pr.head_sha)  # for the policy and our own gate check
         reviews = [
             Review(r.user, r.state, r.commit_id, order=index)
             for index, r in enumerate(client.reviews(repo, number))
         ]
+        authors = set(deps.records.pushers(repo, number))
+        if promotion is None and pr.author:
+            authors.add(pr.author.lower())
+        authors.discard((deps.bot_login or "").lower())
         facts = PullRequestFacts(
             number=number,
             head_sha=pr.head_sha,
@@ -172,26 +224,30 @@ def evaluate_pr(
             merged=pr.merged,
             draft=pr.draft,
             mergeable=pr.mergeable,
-            requester=str(meta.get("requester") or ""),
+            requester=promotion.requester if promotion is not None else "",
+            authors=frozenset(authors),
         )
         decision = evaluate_merge(
             facts,
             reviews,
             gather_checks(client, repo, pr.head_sha, runs),
-            environment,
-            eligible=eligible_reviewers(client, repo, reviews, environment),
-            bot_logins=(bot_login,) if bot_login else (),
+            environments,
+            eligible=eligible_reviewers(client, repo, reviews, environments),
+            bot_logins=(deps.bot_login,) if deps.bot_login else (),
         )
         publish_gate_check(client, repo, pr.head_sha, decision, runs)
         if not decision.ready or not merge:
             return GateResult(number, decision)
+        if asked_by is not None:
+            allowed, reason = can_act_for_all(client, repo, asked_by, environments)
+            if not allowed:
+                return GateResult(number, decision, message=reason, refused=True)
+        elif promotion is None or not decision.unattended:
+            return GateResult(number, decision, message=_WAITING_FOR_MERGE)
+        method = _merge_method(config, environments, promotion)
         try:
             sha = client.merge_pr(
-                repo,
-                number,
-                sha=pr.head_sha,
-                method=environment.merge_method,
-                title=f"{pr.title} (#{number})",
+                repo, number, sha=pr.head_sha, method=method, title=f"{pr.title} (#{number})"
             )
         except MergeConflictError:
             log.info("%s#%s: head moved during merge, re-evaluating", repo, number)
@@ -203,6 +259,8 @@ def evaluate_pr(
         except MergeNotAllowedError as exc:
             landed = client.get_pr(repo, number)
             if not landed.merged:
+                # one truth: the check stops claiming "ready", the comment says why
+                publish_gate_check(client, repo, pr.head_sha, decision, refused=str(exc))
                 upsert_reply(
                     client,
                     repo,
@@ -213,15 +271,53 @@ def evaluate_pr(
                 )
                 return GateResult(number, decision, message=str(exc))
             sha = landed.merge_commit_sha or ""  # our merge landed but its answer was lost
-        announce_merge(client, repo, number, meta, environment, config, sha, decision.approvers)
-        if on_merged is not None:
-            on_merged(meta, number)
+        _resolve_blocked_comment(client, repo, number, sha)
+        if promotion is not None:
+            environment = config.environment(promotion.environment)
+            assert environment is not None  # checked above
+            announce_merge(
+                client, repo, number, promotion.meta, environment, config, sha, decision.approvers
+            )
+            if deps.on_merged is not None:
+                deps.on_merged(promotion.meta, number)
         return GateResult(number, decision, merged_sha=sha)
     return GateResult(number, None, message="head kept moving; will re-evaluate on the next event")
 
 
+_WAITING_FOR_MERGE = (
+    "the approval requirements are met; an eligible user merges with `/merge` "
+    "(no affected environment merges by itself)"
+)
+
+
+def _affected(
+    config: Config, names: Sequence[str], promotion: PromotionRecord | None
+) -> list[Environment]:
+    """Configured environments whose rules apply: those the render says the PR changes,
+    and a promotion's own target."""
+    wanted = set(names) | ({promotion.environment} if promotion is not None else set())
+    return [e for e in config.environments if e.name in wanted]
+
+
+def _merge_method(
+    config: Config, environments: Sequence[Environment], promotion: PromotionRecord | None
+) -> str:
+    if promotion is not None:
+        target = config.environment(promotion.environment)
+        if target is not None:
+            return target.merge_method
+    methods = {e.merge_method for e in environments}
+    return methods.pop() if len(methods) == 1 else "merge"
+
+
 def _has_comment(client: Any, repo: str, number: int, marker: str) -> bool:
     return any(marker in (c.body or "") for c in client.list_comments(repo, number))
+
+
+def _resolve_blocked_comment(client: Any, repo: str, number: int, sha: str) -> None:
+    """A "could not merge" comment left from an earlier refusal must not outlive the merge."""
+    if _has_comment(client, repo, number, MERGE_BLOCKED_MARKER):
+        upsert_reply(client, repo, number, MERGE_BLOCKED_MARKER, "merge_unblocked.md.j2", sha=sha)
 
 
 def announce_merge(
@@ -232,7 +328,7 @@ def announce_merge(
     environment: Environment,
     config: Config,
     sha: str,
-    approvers: tuple[str, ...],
+    approvers: tuple[str, ...] = (),
 ) -> None:
     """The "Deployed" comment: what went where, and what may follow."""
     upsert_reply(
@@ -251,10 +347,11 @@ def announce_merge(
     )
 
 
-def find_promotion_prs_for_sha(client: Any, repo: str, sha: str) -> list[int]:
-    """Open promotion PRs whose head is `sha` (check and status events name a commit)."""
+def find_open_prs_for_sha(client: Any, repo: str, sha: str) -> list[int]:
+    """Open PRs of the repository whose head is `sha` (check and status events name a
+    commit; the gate applies to every PR, not only the bot's)."""
     return [
         pr.number
-        for pr in client.list_open_prs(repo, head_prefix="gitops-bot/")
+        for pr in client.list_open_prs(repo, head_prefix="", include_forks=True)
         if pr.head_sha == sha
     ]

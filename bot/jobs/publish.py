@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core.report import parse_meta, render_pull_request
+from bot.core.rendering import render_changed
+from bot.core.report import render_pull_request
 from bot.core.templating import render_template
 from bot.core.types import EnvironmentDiff, Plan
+from bot.gateways.records import PromotionRecords
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ class Published:
     url: str
     head_sha: str
     created: bool
+    author: str = ""  # GitHub's answer: the App's bot user
 
 
 def commit_message(plan: Plan) -> str:
@@ -71,19 +74,27 @@ def env_prefix(plan: Plan) -> str:
 
 
 def close_superseded(
-    client: Any, repo: str, plan: Plan, current: Published, open_prs: list[Any] | None = None
+    client: Any,
+    records: PromotionRecords,
+    repo: str,
+    plan: Plan,
+    current: Published,
+    open_prs: list[Any] | None = None,
 ) -> list[int]:
-    """Close older open promotion PRs for the same model and environment.
+    """Close older open promotion PRs for the same model and environment (as the bot's
+    records tell them, never their editable descriptions).
 
     `open_prs`: the environment's open bot PRs, if the caller already listed them."""
     closed = []
     if open_prs is None:
         open_prs = client.list_open_prs(repo, head_prefix=env_prefix(plan))
-    for pr in open_prs:
-        if pr.number == current.number:
+    candidates = [p for p in open_prs if p.number != current.number and p.author == current.author]
+    known = records.promotions(repo, [p.number for p in candidates])
+    for pr in candidates:
+        record = known.get(pr.number)
+        if record is None or record.model != plan.model.name:
             continue
-        meta = parse_meta(pr.body or "") or {}
-        if meta.get("model") != plan.model.name or meta.get("env") != plan.environment.name:
+        if record.environment != plan.environment.name:
             continue
         body = render_template(
             "superseded.md.j2", number=current.number, url=current.url, title=plan.title
@@ -95,9 +106,17 @@ def close_superseded(
 
 
 def publish_plan(
-    client: Any, repo: str, plan: Plan, *, base_branch: str, base_sha: str
+    client: Any,
+    records: PromotionRecords,
+    repo: str,
+    plan: Plan,
+    *,
+    base_branch: str,
+    base_sha: str,
 ) -> Published | None:
-    """Make GitHub show `plan`; safe to run any number of times."""
+    """Make GitHub show `plan`, and remember what the bot did; safe to run any number of
+    times. The records are written before anything can act on them: the commit as soon as
+    it exists, the promotion and its render as soon as the PR does."""
     if not plan.changes:
         log.info("nothing to change for %s in %s: already deployed", plan.title, repo)
         return None
@@ -106,6 +125,7 @@ def publish_plan(
     head_sha = client.commit_files(
         repo, branch=plan.branch, base_sha=base_sha, files=files, message=commit_message(plan)
     )
+    records.record_commit(repo, head_sha, plan.branch)
     # One listing serves both finding this branch's PR and closing the ones it supersedes.
     open_prs: list[Any] | None = None
     if plan.branch.startswith(env_prefix(plan)):
@@ -118,7 +138,8 @@ def publish_plan(
         pr = client.create_pr(
             repo, branch=plan.branch, base=base_branch, title=text.title, body=text.body
         )
-    else:
+    records.save_promotion(repo, pr.number, plan.branch, plan.meta)
+    if not created:
         pr = client.update_pr(repo, pr.number, title=text.title, body=text.body, current=pr)
     # not only after creating: a run that died between creating the PR and labelling it
     # must not leave it unlabelled forever
@@ -128,6 +149,18 @@ def publish_plan(
     if text.parts or not created:  # a PR opened just now has no leftover parts to delete
         publish_detail_comments(client, repo, pr.number, text.parts)
     publish_render_check(client, repo, head_sha, plan.diffs, text.check_summary or text.body)
-    published = Published(number=pr.number, url=pr.html_url, head_sha=head_sha, created=created)
-    close_superseded(client, repo, plan, published, open_prs)
+    # the diff just published is the one reviewers approve: record what it reaches
+    records.save_render(
+        repo,
+        pr.number,
+        head_sha=head_sha,
+        base_ref=base_branch,
+        merge_base=base_sha,
+        environments={plan.environment.name}
+        | {d.environment for d in plan.diffs if render_changed(d)},
+    )
+    published = Published(
+        number=pr.number, url=pr.html_url, head_sha=head_sha, created=created, author=pr.author
+    )
+    close_superseded(client, records, repo, plan, published, open_prs)
     return published

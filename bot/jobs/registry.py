@@ -11,6 +11,7 @@ from bot.core.errors import BotError, PlanError
 from bot.core.promotion import build_plan
 from bot.core.triggers import RegistryEvent, match_triggers
 from bot.core.types import Environment, Model, PromotionRequest
+from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
 from bot.jobs.publish import Published, publish_plan
 from bot.jobs.repo_state import RepoState, load_repo_state
@@ -78,19 +79,17 @@ def check_promote_from(state: RepoState, model: Model, env: Environment, version
 
 
 def handle_registry_event(
-    client: Any,
+    deps: Deps,
     repo: str,
     facts: RegistryFacts,
     *,
-    mlflow: Any | None,
-    render_pair: Any,
     trigger: str,
     state: RepoState | None = None,
-    bot_login: str | None = None,
 ) -> list[Published]:
     """Open or update one promotion PR per matching trigger; skip what is already deployed.
 
     `state`: the default branch as the caller just loaded it (saves reading it again)."""
+    client = deps.client
     state = state or load_repo_state(client, repo)
     matches = match_triggers(state.config, facts.event)
     if not matches:
@@ -98,7 +97,7 @@ def handle_registry_event(
             "%s: no trigger matches %s for %s", repo, facts.event.kind, facts.event.registry_name
         )
         return []
-    source, run_id, note = resolve_source(facts, mlflow)
+    source, run_id, note = resolve_source(facts, deps.mlflow)
     results = []
     for match in matches:
         env = state.config.environment(match.trigger.promote_to)
@@ -116,21 +115,24 @@ def handle_registry_event(
             trigger=trigger,
             source_note=note if uri == source else f"Storage URI taken from {env.promote_from}.",
         )
-        plan = build_plan(state.config, state.snapshot, request, render_pair)
+        plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
         published = publish_plan(
-            client, repo, plan, base_branch=state.default_branch, base_sha=state.sha
+            client,
+            deps.records,
+            repo,
+            plan,
+            base_branch=state.default_branch,
+            base_sha=state.sha,
         )
         if published is not None:
             results.append(published)
         elif not plan.changes:
-            _finish_merged_promotion(client, repo, plan.branch, state, bot_login)
+            _finish_merged_promotion(deps, repo, plan.branch, state)
     return results
 
 
-def _finish_merged_promotion(
-    client: Any, repo: str, branch: str, state: RepoState, bot_login: str | None
-) -> None:
+def _finish_merged_promotion(deps: Deps, repo: str, branch: str, state: RepoState) -> None:
     """Already deployed: if our PR for it merged, make sure its outcome was announced."""
-    pr = client.latest_pr(repo, branch)
+    pr = deps.client.latest_pr(repo, branch)
     if pr is not None and pr.merged:
-        evaluate_pr(client, repo, pr.number, state.config, bot_login=bot_login)
+        evaluate_pr(deps, repo, pr.number, state.config)

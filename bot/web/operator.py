@@ -20,10 +20,10 @@ from flask import Blueprint, Response, jsonify, request
 from bot.core.approval import PullRequestFacts, Review, evaluate_merge, latest_opinions
 from bot.core.deployed import Deployed, read_deployed
 from bot.core.errors import BotError
-from bot.core.report import parse_meta
 from bot.core.templating import clip, templates_dir
 from bot.core.types import Config, Environment
 from bot.gateways.queue import STATUSES, JobQueue
+from bot.gateways.records import PromotionRecords
 from bot.jobs.merge_gate import eligible_reviewers, gather_checks
 from bot.jobs.repo_state import load_repo_state
 
@@ -146,6 +146,7 @@ class GitHubOperatorData:
     ) -> None:
         self.app = app
         self.queue = queue
+        self.records = PromotionRecords(queue)
         self.repos = tuple(dict.fromkeys(repos))
         self.cache_ttl_s = cache_ttl_s
         self.bot_login = bot_login
@@ -216,7 +217,8 @@ class GitHubOperatorData:
         )
 
     def _pr(self, client: Any, repo: str, config: Config, pr: Any) -> PrOverview:
-        meta = parse_meta(pr.body or "") or {}
+        record = self.records.promotion(repo, pr.number) if pr.author == self.bot_login else None
+        meta = record.meta if record is not None else {}
         env_name = str(meta.get("env") or "")
         base = PrOverview(
             number=pr.number,
@@ -231,9 +233,9 @@ class GitHubOperatorData:
             head_sha=pr.head_sha,
             draft=bool(getattr(pr, "draft", False)),
         )
-        if not meta:
+        if record is None:
             return dataclasses.replace(
-                base, approval_reasons=("no gitops-bot metadata in the PR description",)
+                base, approval_reasons=("gitops-bot has no record of opening this pull request",)
             )
         environment = config.environment(env_name)
         if environment is None:
@@ -241,13 +243,13 @@ class GitHubOperatorData:
                 base, approval_reasons=(f"environment '{env_name}' is not configured",)
             )
         try:
-            return self._evaluate(client, repo, environment, base)
+            return self._evaluate(client, repo, config, environment, base)
         except Exception as exc:
             log.warning("operator page: cannot evaluate %s#%s: %s", repo, pr.number, exc)
             return dataclasses.replace(base, approval_reasons=(public_error(exc),))
 
     def _evaluate(
-        self, client: Any, repo: str, environment: Environment, base: PrOverview
+        self, client: Any, repo: str, config: Config, environment: Environment, base: PrOverview
     ) -> PrOverview:
         """The merge gate's own decision (the same policy, read-only: no check run written)."""
         pr = client.get_pr(repo, base.number)  # list responses carry no mergeability
@@ -255,7 +257,10 @@ class GitHubOperatorData:
             Review(r.user, r.state, r.commit_id, order=index)
             for index, r in enumerate(client.reviews(repo, base.number))
         ]
-        eligible = eligible_reviewers(client, repo, reviews, environment)
+        render = self.records.render(repo, pr.number, pr.head_sha, pr.base_ref)
+        names = {environment.name, *(render.environments if render else ())}
+        environments = [e for e in config.environments if e.name in names]
+        eligible = eligible_reviewers(client, repo, reviews, environments)
         facts = PullRequestFacts(
             number=pr.number,
             head_sha=pr.head_sha,
@@ -264,20 +269,23 @@ class GitHubOperatorData:
             draft=pr.draft,
             mergeable=pr.mergeable,
             requester=base.requester,
+            authors=self.records.pushers(repo, pr.number),
+            rendered=render is not None,
         )
         decision = evaluate_merge(
             facts,
             reviews,
             gather_checks(client, repo, pr.head_sha),
-            environment,
+            environments,
             eligible=eligible,
             bot_logins=(self.bot_login,) if self.bot_login else (),
         )
-        required = environment.approvals.required
+        eligible_somewhere = {u for users in eligible.values() for u in users}
         blocking_review = any(
-            r.state == "CHANGES_REQUESTED" and user in eligible
+            r.state == "CHANGES_REQUESTED" and user in eligible_somewhere
             for user, r in latest_opinions(reviews).items()
         )
+        required = environment.approvals.required
         if decision.ready:
             state = "ready"
         elif blocking_review:

@@ -81,6 +81,9 @@ def _unprocessable(message: str, **extra: Any) -> HttpError:
 
 
 NOT_FOUND = "Not Found"
+PR_FILES_LIMIT = 3000  # GET /pulls/{n}/files lists at most 3000 files
+COMPARE_COMMITS_LIMIT = 250  # compare lists at most 250 commits
+COMPARE_FILES_LIMIT = 300  # ... and at most 300 files
 
 
 @dataclass(frozen=True)
@@ -897,10 +900,51 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         assert i.pull
         self._refresh(r, i)
         base = r.git.merge_base(i.pull.base_sha, i.pull.head_sha) or i.pull.base_sha
-        changes = r.git.diff(base, i.pull.head_sha)
+        changes = r.git.diff(base, i.pull.head_sha)[:PR_FILES_LIMIT]  # GitHub lists no more
         return 200, [
             shapes.diff_entry(req.u, r, i.pull.head_sha, c) for c in self._page(req, changes)
         ]
+
+    @op("GET", "/repos/{owner}/{repo}/compare/{basehead}")
+    def _compare(self, req: Req) -> tuple[int, Any]:
+        r = req.repo
+        assert r
+        base_rev, sep, head_rev = req.params["basehead"].partition("...")
+        base, head = self._resolve(r, base_rev), self._resolve(r, head_rev)
+        if not sep or base is None or head is None:
+            raise HttpError(404, NOT_FOUND)
+        merge_base = r.git.merge_base(base, head) or base
+        ahead = list(reversed(r.git.log(f"{merge_base}..{head}")))  # oldest first, as GitHub
+        behind = r.git.log(f"{merge_base}..{base}")
+        status = (
+            "identical" if base == head
+            else "ahead" if not behind
+            else "behind" if not ahead
+            else "diverged"
+        )  # fmt: skip
+        api = f"{req.u.api}/repos/{r.full_name}"
+        web = f"{req.u.web}/{r.full_name}"
+        spec = req.params["basehead"]
+        return 200, {
+            "url": f"{api}/compare/{spec}",
+            "html_url": f"{web}/compare/{spec}",
+            "permalink_url": f"{web}/compare/{r.owner}:{base}...{r.owner}:{head}",
+            "diff_url": f"{web}/compare/{spec}.diff",
+            "patch_url": f"{web}/compare/{spec}.patch",
+            "base_commit": self._commit_json(req.u, r, base, git=False),
+            "merge_base_commit": self._commit_json(req.u, r, merge_base, git=False),
+            "status": status,
+            "ahead_by": len(ahead),
+            "behind_by": len(behind),
+            "total_commits": len(ahead),
+            "commits": [
+                self._commit_json(req.u, r, sha, git=False) for sha in ahead[:COMPARE_COMMITS_LIMIT]
+            ],
+            "files": [
+                shapes.diff_entry(req.u, r, head, c)
+                for c in r.git.diff(merge_base, head)[:COMPARE_FILES_LIMIT]
+            ],
+        }
 
     @op("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
     def _pull_reviews(self, req: Req) -> tuple[int, Any]:

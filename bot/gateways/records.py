@@ -1,0 +1,216 @@
+"""The bot's own memory of pull requests: promotions it opened, commits it pushed, who else
+pushed, and which environments each rendered head changes. The gate trusts only this.
+
+Stored next to the job queue (same database: SQLite by default, PostgreSQL for replicas);
+statements are written once in psycopg's `%(name)s` style and run by the queue backend.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+# Portable DDL: SQLite accepts these types through its affinity rules.
+RECORDS_DDL = (
+    """CREATE TABLE IF NOT EXISTS {promotion_prs} (
+    repo TEXT NOT NULL,
+    number BIGINT NOT NULL,
+    branch TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (repo, number))""",
+    """CREATE TABLE IF NOT EXISTS {bot_commits} (
+    repo TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (repo, sha))""",
+    """CREATE TABLE IF NOT EXISTS {pr_pushers} (
+    repo TEXT NOT NULL,
+    number BIGINT NOT NULL,
+    login TEXT NOT NULL,
+    PRIMARY KEY (repo, number, login))""",
+    """CREATE TABLE IF NOT EXISTS {pr_renders} (
+    repo TEXT NOT NULL,
+    number BIGINT NOT NULL,
+    head_sha TEXT NOT NULL,
+    base_ref TEXT NOT NULL,
+    merge_base TEXT NOT NULL,
+    environments TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (repo, number, head_sha, base_ref))""",
+)
+RECORD_TABLES = ("promotion_prs", "bot_commits", "pr_pushers", "pr_renders")
+
+
+class SqlRunner(Protocol):
+    """What the queue backends offer: run one statement in its own transaction."""
+
+    def run_sql(self, statement: str, params: Mapping[str, object]) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    """What the bot itself knows about a promotion PR it opened."""
+
+    repo: str
+    number: int
+    branch: str
+    meta: Mapping[str, object]
+
+    @property
+    def environment(self) -> str:
+        return str(self.meta.get("env") or "")
+
+    @property
+    def model(self) -> str:
+        return str(self.meta.get("model") or "")
+
+    @property
+    def requester(self) -> str:
+        return str(self.meta.get("requester") or "")
+
+
+@dataclass(frozen=True)
+class RenderRecord:
+    """A head that was rendered and published: the environments its change reaches."""
+
+    head_sha: str
+    base_ref: str
+    merge_base: str
+    environments: tuple[str, ...]
+
+
+def _key(repo: str) -> str:
+    return repo.lower()  # GitHub names are case-insensitive
+
+
+class PromotionRecords:
+    """Reads and writes the bot's records through the queue's database."""
+
+    def __init__(self, db: SqlRunner) -> None:
+        self.db = db
+
+    # -- promotion PRs ---------------------------------------------------------------------
+
+    def save_promotion(
+        self, repo: str, number: int, branch: str, meta: Mapping[str, object]
+    ) -> None:
+        self.db.run_sql(
+            "INSERT INTO {promotion_prs} (repo, number, branch, environment, model, version,"
+            " meta, created_at) VALUES (%(repo)s, %(number)s, %(branch)s, %(env)s, %(model)s,"
+            " %(version)s, %(meta)s, %(now)s) ON CONFLICT (repo, number) DO UPDATE SET"
+            " branch = excluded.branch, environment = excluded.environment,"
+            " model = excluded.model, version = excluded.version, meta = excluded.meta",
+            {
+                "repo": _key(repo),
+                "number": int(number),
+                "branch": branch,
+                "env": str(meta.get("env") or ""),
+                "model": str(meta.get("model") or ""),
+                "version": str(meta.get("version") or ""),
+                "meta": json.dumps(dict(meta), sort_keys=True, default=str),
+                "now": time.time(),
+            },
+        )
+
+    def promotion(self, repo: str, number: int) -> PromotionRecord | None:
+        found = self.promotions(repo, [number])
+        return found.get(int(number))
+
+    def promotions(self, repo: str, numbers: Iterable[int]) -> dict[int, PromotionRecord]:
+        wanted = sorted({int(n) for n in numbers})
+        if not wanted:
+            return {}
+        marks = ", ".join(f"%(n{i})s" for i in range(len(wanted)))
+        rows = self.db.run_sql(
+            "SELECT number, branch, meta FROM {promotion_prs}"
+            f" WHERE repo = %(repo)s AND number IN ({marks})",
+            {"repo": _key(repo), **{f"n{i}": n for i, n in enumerate(wanted)}},
+        )
+        return {
+            int(row["number"]): PromotionRecord(
+                repo, int(row["number"]), str(row["branch"]), json.loads(row["meta"])
+            )
+            for row in rows
+        }
+
+    # -- commits the bot pushed ------------------------------------------------------------
+
+    def record_commit(self, repo: str, sha: str, branch: str) -> None:
+        self.db.run_sql(
+            "INSERT INTO {bot_commits} (repo, sha, branch, created_at)"
+            " VALUES (%(repo)s, %(sha)s, %(branch)s, %(now)s) ON CONFLICT (repo, sha) DO NOTHING",
+            {"repo": _key(repo), "sha": sha, "branch": branch, "now": time.time()},
+        )
+
+    def is_bot_commit(self, repo: str, sha: str) -> bool:
+        rows = self.db.run_sql(
+            "SELECT 1 AS found FROM {bot_commits} WHERE repo = %(repo)s AND sha = %(sha)s",
+            {"repo": _key(repo), "sha": sha},
+        )
+        return bool(rows)
+
+    # -- people who pushed to a PR ---------------------------------------------------------
+
+    def add_pusher(self, repo: str, number: int, login: str) -> None:
+        self.db.run_sql(
+            "INSERT INTO {pr_pushers} (repo, number, login) VALUES (%(repo)s, %(number)s,"
+            " %(login)s) ON CONFLICT (repo, number, login) DO NOTHING",
+            {"repo": _key(repo), "number": int(number), "login": login.lower()},
+        )
+
+    def pushers(self, repo: str, number: int) -> frozenset[str]:
+        rows = self.db.run_sql(
+            "SELECT login FROM {pr_pushers} WHERE repo = %(repo)s AND number = %(number)s",
+            {"repo": _key(repo), "number": int(number)},
+        )
+        return frozenset(str(row["login"]) for row in rows)
+
+    # -- rendered heads --------------------------------------------------------------------
+
+    def save_render(
+        self,
+        repo: str,
+        number: int,
+        *,
+        head_sha: str,
+        base_ref: str,
+        merge_base: str,
+        environments: Collection[str],
+    ) -> RenderRecord:
+        names = tuple(sorted(set(environments)))
+        self.db.run_sql(
+            "INSERT INTO {pr_renders} (repo, number, head_sha, base_ref, merge_base,"
+            " environments, created_at) VALUES (%(repo)s, %(number)s, %(head)s, %(base_ref)s,"
+            " %(merge_base)s, %(envs)s, %(now)s) ON CONFLICT (repo, number, head_sha, base_ref)"
+            " DO UPDATE SET merge_base = excluded.merge_base,"
+            " environments = excluded.environments, created_at = excluded.created_at",
+            {
+                "repo": _key(repo),
+                "number": int(number),
+                "head": head_sha,
+                "base_ref": base_ref,
+                "merge_base": merge_base,
+                "envs": json.dumps(list(names)),
+                "now": time.time(),
+            },
+        )
+        return RenderRecord(head_sha, base_ref, merge_base, names)
+
+    def render(self, repo: str, number: int, head_sha: str, base_ref: str) -> RenderRecord | None:
+        rows = self.db.run_sql(
+            "SELECT merge_base, environments FROM {pr_renders} WHERE repo = %(repo)s"
+            " AND number = %(number)s AND head_sha = %(head)s AND base_ref = %(base_ref)s",
+            {"repo": _key(repo), "number": int(number), "head": head_sha, "base_ref": base_ref},
+        )
+        if not rows:
+            return None
+        envs = tuple(str(e) for e in json.loads(rows[0]["environments"]))
+        return RenderRecord(head_sha, base_ref, str(rows[0]["merge_base"]), envs)

@@ -1,0 +1,31 @@
+"""What job handlers share: the installation's GitHub client, the bot's records, renderers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.gateways.records import PromotionRecord, PromotionRecords
+
+
+@dataclass
+class Deps:
+    client: Any  # bot.gateways.github.InstallationClient (or the test fake's client)
+    records: PromotionRecords
+    render_pair: Any  # the bot's own edits of default-branch content
+    untrusted_render_pair: Any  # anything a human pushed
+    mlflow: Any | None = None
+    bot_login: str | None = None
+    # after the bot merged a promotion PR: (its metadata, number) -> whatever follows
+    on_merged: Callable[[Mapping[str, object], int], object] | None = None
+
+
+def promotion_of(deps: Deps, repo: str, pr: Any) -> PromotionRecord | None:
+    """The bot's record of `pr` if it is a promotion PR: the bot recorded opening it, GitHub
+    says the App authored it, and its head branch lives in the repository itself."""
+    if not deps.bot_login or pr.author != deps.bot_login:
+        return None
+    if str(pr.head_repo or "").lower() != repo.lower():
+        return None
+    return deps.records.promotion(repo, pr.number)
