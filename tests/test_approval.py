@@ -34,6 +34,13 @@ GREEN = (
 ELIGIBLE = {"alice", "bob", "carol"}  # carol is eligible in general, but she requested this PR
 
 
+def decide(pr, reviews, checks, environment, *, eligible, **kwargs):
+    """The policy of one environment (the shape most cases need)."""
+    return evaluate_merge(
+        pr, reviews, checks, [environment], eligible={environment.name: eligible}, **kwargs
+    )
+
+
 def review(user: str, state: str, order: int, commit: str = HEAD) -> Review:
     return Review(user=user, state=state, commit_id=commit, order=order)
 
@@ -177,7 +184,7 @@ CASES = [
     ids=[case[0] for case in CASES],
 )
 def test_merge_policy(pr, reviews, checks, ready, reason):
-    decision = evaluate_merge(
+    decision = decide(
         pr,
         reviews,
         checks,
@@ -193,16 +200,16 @@ def test_merge_policy(pr, reviews, checks, ready, reason):
 
 
 def test_auto_merge_environment_needs_no_approval_but_green_checks():
-    ready = evaluate_merge(PR, [], GREEN, STAGING, eligible=set())
+    ready = decide(PR, [], GREEN, STAGING, eligible=set())
     assert ready.ready
-    red = evaluate_merge(
+    red = decide(
         PR, [], (Check("ci/test", "completed", "failure"),), STAGING, eligible=set()
     )
     assert not red.ready and "check `ci/test` is failure" in red.reasons
 
 
 def test_stale_approval_is_explained_in_notes():
-    decision = evaluate_merge(
+    decision = decide(
         PR, [review("alice", "APPROVED", 1, commit=OLD)], GREEN, PRODUCTION, eligible=ELIGIBLE
     )
     assert any("approved an older commit" in n for n in decision.notes)
@@ -219,8 +226,8 @@ def test_latest_opinion_ignores_comments_and_orders_by_submission():
 
 def test_two_required_approvals_need_two_distinct_eligible_reviewers():
     env = replace(PRODUCTION, approvals=Approvals(required=2, users=("alice", "bob")))
-    one = evaluate_merge(PR, [review("alice", "APPROVED", 1)], GREEN, env, eligible=ELIGIBLE)
-    two = evaluate_merge(
+    one = decide(PR, [review("alice", "APPROVED", 1)], GREEN, env, eligible=ELIGIBLE)
+    two = decide(
         PR,
         [review("alice", "APPROVED", 1), review("bob", "APPROVED", 2)],
         GREEN,

@@ -277,6 +277,11 @@ def test_github_provider_reads_deployed_versions_and_pr_approval_state(
         body=promotion_body("carol"), user="gitops-bot[bot]",
     )  # fmt: skip
     data.records.save_promotion(gitops_repo, number, PROD_BRANCH, promotion_meta("carol"))
+    head = fake_github.branch_sha(gitops_repo, PROD_BRANCH)
+    data.records.save_render(
+        gitops_repo, number, head_sha=head, base_ref="main",
+        merge_base=fake_github.branch_sha(gitops_repo, "main"), environments=["production"],
+    )  # fmt: skip
     fake_github.set_permission(gitops_repo, "carol", "write")
     fake_github.set_permission(gitops_repo, "alice", "write")
     fake_github.add_review(gitops_repo, number, "carol", "APPROVED")
