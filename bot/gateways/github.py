@@ -866,7 +866,10 @@ class InstallationClient:
             existing = self._our_check_run((c.raw for c in known), name, by_app_id=True)
         else:
             existing = self._find_check_run(repo, head_sha, name)
-        if existing is None:
+        # GitHub keeps a completed run's conclusion when its status is set back: a verdict
+        # that is no longer true gets a new run (the newest of a name is the one that counts)
+        reopened = existing is not None and existing.get("status") == "completed"
+        if existing is None or (reopened and status != "completed"):
             _, data = self._request(
                 "POST", f"{base_path}/check-runs", body={**payload, "head_sha": head_sha}
             )
@@ -892,13 +895,14 @@ class InstallationClient:
     ) -> dict[str, Any] | None:
         """This app's run called name (by_app_id: the list holds every app's runs)."""
         slug = self.app.app_slug
+        ours = []
         for run in runs:
             app = run.get("app") or {}
             if by_app_id and str(app.get("id")) != str(self.app.auth.app_id):
                 continue
             if run.get("name") == name and (slug is None or app.get("slug") in (None, slug)):
-                return dict(run)
-        return None
+                ours.append(dict(run))
+        return max(ours, key=lambda run: int(run.get("id") or 0), default=None)  # the newest
 
     def _learn_slug(self, check_run: Mapping[str, Any]) -> None:
         slug = (check_run.get("app") or {}).get("slug")

@@ -242,7 +242,7 @@ def evaluate_pr(
             allowed, reason = can_act_for_all(client, repo, asked_by, environments)
             if not allowed:
                 return GateResult(number, decision, message=reason, refused=True)
-        elif promotion is None or not decision.unattended:
+        elif not (decision.unattended and _only_bot_commits(deps, repo, pr, promotion)):
             return GateResult(number, decision, message=_WAITING_FOR_MERGE)
         method = _merge_method(config, environments, promotion)
         try:
@@ -285,9 +285,17 @@ def evaluate_pr(
 
 
 _WAITING_FOR_MERGE = (
-    "the approval requirements are met; an eligible user merges with `/merge` "
-    "(no affected environment merges by itself)"
+    "the approval requirements are met; an eligible user merges with `/merge` (gitops-bot "
+    "merges by itself only its own unchanged promotions into environments that allow it)"
 )
+
+
+def _only_bot_commits(
+    deps: Deps, repo: str, pr: Any, promotion: PromotionRecord | None
+) -> bool:
+    """A promotion PR still holding just what the bot pushed (its commit sits directly on
+    the default branch, so a bot head means no one else's commits are in it)."""
+    return promotion is not None and deps.records.is_bot_commit(repo, pr.head_sha)
 
 
 def _affected(

@@ -116,6 +116,12 @@ class ScenarioMixin:
             r = self.repo(repo)  # type: ignore[attr-defined]
             return self._new_pull(r, head, base or r.default_branch, title, body, user, draft)  # type: ignore[attr-defined,no-any-return]
 
+    def edit_pr_body(self, repo: str, number: int, body: str) -> None:
+        """Anyone with write access may edit a PR's description (no event is sent here)."""
+        with self._lock:  # type: ignore[attr-defined]
+            i = self.repo(repo).issues[number]  # type: ignore[attr-defined]
+            i.body, i.updated_at = body, now()
+
     def open_issue(self, repo: str, title: str, body: str = "", user: str = "alice") -> int:
         with self._lock:  # type: ignore[attr-defined]
             r = self.repo(repo)  # type: ignore[attr-defined]
