@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -225,21 +226,22 @@ class GitRepo:
         return self.git(*args).decode().split()
 
     def diff(self, base: str, head: str) -> list[FileChange]:
+        """Changed files with stats and patches, in three git calls whatever their number."""
         numstat = self.git("diff", "--no-renames", "-z", "--numstat", base, head).decode()
         counts: dict[str, tuple[int, int]] = {}
-        parts = [p for p in numstat.split("\0") if p]
-        for part in parts:
+        for part in (p for p in numstat.split("\0") if p):
             add, dele, path = part.split("\t", 2)
             counts[path] = (int(add) if add != "-" else 0, int(dele) if dele != "-" else 0)
-        status_out = self.git("diff", "--no-renames", "-z", "--name-status", base, head).decode()
-        fields = [f for f in status_out.split("\0") if f]
+        raw = self.git("diff", "--no-renames", "-z", "--raw", "--abbrev=40", base, head).decode()
+        fields = [f for f in raw.split("\0") if f]
+        # one patch for everything, cut at each file header (same order as --raw)
+        full = self.git("diff", "--no-renames", base, head).decode(errors="replace")
+        patches = re.split(r"^diff --git .*\n", full, flags=re.M)[1:]
         changes = []
-        for code, path in zip(fields[::2], fields[1::2], strict=True):
+        for index, (meta, path) in enumerate(zip(fields[::2], fields[1::2], strict=True)):
+            _, _, old_sha, new_sha, code = meta.lstrip(":").split(" ")
             status = {"A": "added", "D": "removed"}.get(code[0], "modified")
-            entry = self.entry(head if status != "removed" else base, path)
-            patch = self.git("diff", "--no-renames", base, head, "--", path).decode(
-                errors="replace"
-            )
+            patch = patches[index] if index < len(patches) else ""
             hunk_at = patch.find("\n@@")
             add, dele = counts.get(path, (0, 0))
             changes.append(
@@ -248,7 +250,7 @@ class GitRepo:
                     path=path,
                     additions=add,
                     deletions=dele,
-                    blob_sha=entry[2] if entry else ZERO_SHA,
+                    blob_sha=old_sha if status == "removed" else new_sha,
                     patch=patch[hunk_at + 1 :].rstrip("\n") if hunk_at >= 0 else "",
                 )
             )
