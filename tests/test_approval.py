@@ -202,9 +202,7 @@ def test_merge_policy(pr, reviews, checks, ready, reason):
 def test_auto_merge_environment_needs_no_approval_but_green_checks():
     ready = decide(PR, [], GREEN, STAGING, eligible=set())
     assert ready.ready
-    red = decide(
-        PR, [], (Check("ci/test", "completed", "failure"),), STAGING, eligible=set()
-    )
+    red = decide(PR, [], (Check("ci/test", "completed", "failure"),), STAGING, eligible=set())
     assert not red.ready and "check `ci/test` is failure" in red.reasons
 
 

@@ -134,7 +134,7 @@ def test_diff_on_an_edited_body_rerenders_the_recorded_promotion_only(
         for path in ("k8s/overlays/production/model-config.yaml",):
             content = fake.file_at(repo, pr["head"]["sha"], path) or b""
             assert evil.encode() not in content
-    assert "Promote fraud-detector v8 to production" == fake.pr(repo, number)["title"]
+    assert fake.pr(repo, number)["title"] == "Promote fraud-detector v8 to production"
 
 
 # --------------------------------------------------------------------------- 2. branch prefix
@@ -257,18 +257,18 @@ def test_a_push_to_a_promotion_pr_is_rerendered_and_its_pusher_cannot_approve(
 def test_a_change_hidden_behind_3000_listed_files_is_still_gated(bot, fake_github, gitops_repo):
     repo, fake = gitops_repo, fake_github
     files: dict[str, bytes | None] = {f"docs/notes/{i:04d}.md": b"note\n" for i in range(3000)}
-    files[PROD_OVERLAY] = fake.file_at(repo, "main", PROD_OVERLAY).replace(
-        b"count: 2", b"count: 7"
-    )
+    files[PROD_OVERLAY] = fake.file_at(repo, "main", PROD_OVERLAY).replace(b"count: 2", b"count: 7")
     fake.push_commit(repo, "many-files", files, "Notes and a small change", "mallory")
     number = fake.open_pr(repo, "many-files", title="Add notes", user="mallory")
     pr_event(bot, fake, repo, number, "opened", sender="mallory")
 
     head = fake.pr(repo, number)["head"]["sha"]
     run = checks(fake, repo, head)
-    assert "production" in run["gitops-bot/render"]["output"]["title"] + run[
-        "gitops-bot/render"
-    ]["output"]["summary"]
+    assert (
+        "production"
+        in run["gitops-bot/render"]["output"]["title"]
+        + run["gitops-bot/render"]["output"]["summary"]
+    )
     assert run["gitops-bot/approval"]["status"] == "in_progress"
     assert "0 of 1 required approval(s)" in run["gitops-bot/approval"]["output"]["summary"]
 

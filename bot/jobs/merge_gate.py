@@ -290,9 +290,7 @@ _WAITING_FOR_MERGE = (
 )
 
 
-def _only_bot_commits(
-    deps: Deps, repo: str, pr: Any, promotion: PromotionRecord | None
-) -> bool:
+def _only_bot_commits(deps: Deps, repo: str, pr: Any, promotion: PromotionRecord | None) -> bool:
     """A promotion PR still holding just what the bot pushed (its commit sits directly on
     the default branch, so a bot head means no one else's commits are in it)."""
     return promotion is not None and deps.records.is_bot_commit(repo, pr.head_sha)

@@ -221,6 +221,12 @@ class ScenarioMixin:
             self._refresh(r, i)  # type: ignore[attr-defined]
             i.state, i.closed_at = "closed", now()
 
+    def reopen_pr(self, repo: str, number: int) -> None:
+        with self._lock:  # type: ignore[attr-defined]
+            i = self.repo(repo).issues[number]  # type: ignore[attr-defined]
+            assert i.pull is not None and not i.pull.merged
+            i.state, i.closed_at = "open", None
+
     # -- reading state ---------------------------------------------------------------------
 
     def _urls(self) -> Urls:
