@@ -32,39 +32,22 @@ ACTIONS = (
 steps = st.lists(st.tuples(st.sampled_from(ACTIONS), st.sampled_from(ACTORS)), max_size=5)
 
 
+PRODUCTION_SOURCES = (
+    ".gitops-bot.yaml",
+    *(f"k8s/overlays/production/{name}" for name in (
+        "kustomization.yaml", "model-config.yaml", "experiment-patch.yaml",
+        "replacements.yaml", "deployment-resources.yaml",
+    )),
+    *(f"k8s/base/{name}" for name in (
+        "kustomization.yaml", "models.yaml", "model-config.yaml", "deployment.yaml",
+        "experiment.yaml", "canary.yaml",
+    )),
+)  # fmt: skip
+
+
 def production_files(fake: FakeGitHub) -> dict[str, bytes | None]:
     """What production's render is built from on the default branch (and the config)."""
-    paths = [
-        ".gitops-bot.yaml",
-        *(
-            f"k8s/{sub}/{name}"
-            for sub, names in (
-                (
-                    "overlays/production",
-                    (
-                        "kustomization.yaml",
-                        "model-config.yaml",
-                        "experiment-patch.yaml",
-                        "replacements.yaml",
-                        "deployment-resources.yaml",
-                    ),
-                ),
-                (
-                    "base",
-                    (
-                        "kustomization.yaml",
-                        "models.yaml",
-                        "model-config.yaml",
-                        "deployment.yaml",
-                        "experiment.yaml",
-                        "canary.yaml",
-                    ),
-                ),
-            )  # fmt: skip
-            for name in names
-        ),
-    ]
-    return {path: fake.file_at(GITOPS_REPO, "main", path) for path in paths}
+    return {path: fake.file_at(GITOPS_REPO, "main", path) for path in PRODUCTION_SOURCES}
 
 
 class World:
