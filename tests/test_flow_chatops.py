@@ -89,7 +89,7 @@ def test_promotion_chain_from_mlflow_to_approved_production_merge(bot, fake_gith
     assert b"newTag: 'v8'   # last promoted image" in kustomization  # quoting kept
 
 
-def test_push_after_approval_blocks_merge_until_reapproved(bot, fake_github, gitops_repo):
+def test_push_after_approval_blocks_merge_until_reapproved_and_asked(bot, fake_github, gitops_repo):
     repo, fake = gitops_repo, fake_github
     staging = _staging_merged(bot, fake, repo)
     _comment(bot, fake, repo, staging, "carol", "/promote production")
@@ -114,6 +114,11 @@ def test_push_after_approval_blocks_merge_until_reapproved(bot, fake_github, git
     assert "approved an older commit" in gate["output"]["summary"]
 
     _review(bot, fake, repo, prod["number"], "bob", "APPROVED")
+    gate = {c["name"]: c for c in fake.check_runs(repo, new_head)}["gitops-bot/approval"]
+    assert gate["conclusion"] == "success"
+    # someone else's commit is in it now: the bot no longer merges it unasked
+    assert not _production_pr(fake, repo)["merged"]
+    _comment(bot, fake, repo, prod["number"], "bob", "/merge")
     assert _production_pr(fake, repo)["merged"]
 
 

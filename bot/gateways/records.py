@@ -36,6 +36,11 @@ RECORDS_DDL = (
     number BIGINT NOT NULL,
     login TEXT NOT NULL,
     PRIMARY KEY (repo, number, login))""",
+    """CREATE TABLE IF NOT EXISTS {pr_flags} (
+    repo TEXT NOT NULL,
+    number BIGINT NOT NULL,
+    flag TEXT NOT NULL,
+    PRIMARY KEY (repo, number, flag))""",
     """CREATE TABLE IF NOT EXISTS {pr_renders} (
     repo TEXT NOT NULL,
     number BIGINT NOT NULL,
@@ -46,7 +51,7 @@ RECORDS_DDL = (
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (repo, number, head_sha, base_ref))""",
 )
-RECORD_TABLES = ("promotion_prs", "bot_commits", "pr_pushers", "pr_renders")
+RECORD_TABLES = ("promotion_prs", "bot_commits", "pr_pushers", "pr_flags", "pr_renders")
 
 
 class SqlRunner(Protocol):
@@ -172,6 +177,29 @@ class PromotionRecords:
             {"repo": _key(repo), "number": int(number)},
         )
         return frozenset(str(row["login"]) for row in rows)
+
+    # -- flags: facts about a PR worth a database row, not a GitHub call -------------------
+
+    def set_flag(self, repo: str, number: int, flag: str, on: bool = True) -> None:
+        if on:
+            statement = (
+                "INSERT INTO {pr_flags} (repo, number, flag) VALUES (%(repo)s, %(number)s,"
+                " %(flag)s) ON CONFLICT (repo, number, flag) DO NOTHING"
+            )
+        else:
+            statement = (
+                "DELETE FROM {pr_flags} WHERE repo = %(repo)s AND number = %(number)s"
+                " AND flag = %(flag)s"
+            )
+        self.db.run_sql(statement, {"repo": _key(repo), "number": int(number), "flag": flag})
+
+    def has_flag(self, repo: str, number: int, flag: str) -> bool:
+        rows = self.db.run_sql(
+            "SELECT 1 AS found FROM {pr_flags} WHERE repo = %(repo)s AND number = %(number)s"
+            " AND flag = %(flag)s",
+            {"repo": _key(repo), "number": int(number), "flag": flag},
+        )
+        return bool(rows)
 
     # -- rendered heads --------------------------------------------------------------------
 

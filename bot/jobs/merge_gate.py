@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 MERGED_MARKER = "<!-- gitops-bot:merged -->"
 MERGE_BLOCKED_MARKER = "<!-- gitops-bot:merge-blocked -->"
+MERGE_REFUSED = "merge-refused"  # a record flag: the merge-blocked comment exists
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ def evaluate_pr(
             if not landed.merged:
                 # one truth: the check stops claiming "ready", the comment says why
                 publish_gate_check(client, repo, pr.head_sha, decision, refused=str(exc))
+                deps.records.set_flag(repo, number, MERGE_REFUSED)
                 upsert_reply(
                     client,
                     repo,
@@ -271,7 +273,11 @@ def evaluate_pr(
                 )
                 return GateResult(number, decision, message=str(exc))
             sha = landed.merge_commit_sha or ""  # our merge landed but its answer was lost
-        _resolve_blocked_comment(client, repo, number, sha)
+        if deps.records.has_flag(repo, number, MERGE_REFUSED):  # no stale "could not merge"
+            upsert_reply(
+                client, repo, number, MERGE_BLOCKED_MARKER, "merge_unblocked.md.j2", sha=sha
+            )
+            deps.records.set_flag(repo, number, MERGE_REFUSED, on=False)
         if promotion is not None:
             environment = config.environment(promotion.environment)
             assert environment is not None  # checked above
@@ -318,12 +324,6 @@ def _merge_method(
 
 def _has_comment(client: Any, repo: str, number: int, marker: str) -> bool:
     return any(marker in (c.body or "") for c in client.list_comments(repo, number))
-
-
-def _resolve_blocked_comment(client: Any, repo: str, number: int, sha: str) -> None:
-    """A "could not merge" comment left from an earlier refusal must not outlive the merge."""
-    if _has_comment(client, repo, number, MERGE_BLOCKED_MARKER):
-        upsert_reply(client, repo, number, MERGE_BLOCKED_MARKER, "merge_unblocked.md.j2", sha=sha)
 
 
 def announce_merge(
