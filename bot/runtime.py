@@ -78,6 +78,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         mlflow=MlflowClient(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None,
         bot_login=settings.bot_login,
         app_slug=slug,
+        on_refused=lambda kind: metrics.refusals.labels(kind=kind).inc(),
     )
     return Runtime(settings=settings, queue=queue, services=services, metrics=metrics)
 

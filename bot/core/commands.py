@@ -11,7 +11,8 @@ from typing import Literal
 COMMANDS = ("promote", "rollback", "diff", "merge", "help")
 USAGE = {
     "promote": (
-        "/promote <model> <version|@alias> to <env> [--traffic B/C] [--dry-run]\n"
+        "/promote <model> <version|@alias> to <env> [--traffic B/C] [--dry-run]"
+        " [--allow-downgrade]\n"
         "/promote <env> [--traffic B/C] [--dry-run]   (on a merged promotion PR)"
     ),
     "rollback": "/rollback <env> [to <version>]",
@@ -34,6 +35,7 @@ class Promote:
     traffic: tuple[int, int] | None = None
     dry_run: bool = False
     line: str = ""
+    allow_downgrade: bool = False  # an older version than the environment runs, on purpose
 
 
 @dataclass(frozen=True)
@@ -147,13 +149,15 @@ def parse_traffic(value: str) -> tuple[int, int]:
 
 def _parse_promote(args: list[str], line: str) -> Outcome:
     traffic: tuple[int, int] | None = None
-    dry_run = False
+    dry_run = allow_downgrade = False
     positional: list[str] = []
     index = 0
     while index < len(args):
         arg = args[index]
         if arg == "--dry-run":
             dry_run = True
+        elif arg == "--allow-downgrade":
+            allow_downgrade = True
         elif arg == "--traffic" or arg.startswith("--traffic="):
             value = arg.partition("=")[2] if "=" in arg else None
             if value is None:
@@ -166,7 +170,8 @@ def _parse_promote(args: list[str], line: str) -> Outcome:
             except ValueError as exc:
                 return _usage("promote", f"Invalid traffic split: {exc}.", line)
         elif arg.startswith("--"):
-            close = difflib.get_close_matches(arg, ["--traffic", "--dry-run"], n=1)
+            options = ["--traffic", "--dry-run", "--allow-downgrade"]
+            close = difflib.get_close_matches(arg, options, n=1)
             hint = f" Did you mean `{close[0]}`?" if close else ""
             return _usage("promote", f"Unknown option `{arg}`.{hint}", line)
         else:
@@ -176,7 +181,13 @@ def _parse_promote(args: list[str], line: str) -> Outcome:
         env = positional[0]
         if not _NAME.match(env):
             return _usage("promote", f"`{env}` is not an environment name.", line)
-        return Promote(environment=env, traffic=traffic, dry_run=dry_run, line=line)
+        return Promote(
+            environment=env,
+            traffic=traffic,
+            dry_run=dry_run,
+            line=line,
+            allow_downgrade=allow_downgrade,
+        )
     if len(positional) == 4 and positional[2].lower() == "to":
         model, version, _, env = positional
         parsed = _VERSION.match(version)
@@ -200,6 +211,7 @@ def _parse_promote(args: list[str], line: str) -> Outcome:
             traffic=traffic,
             dry_run=dry_run,
             line=line,
+            allow_downgrade=allow_downgrade,
         )
     return _usage(
         "promote", "Expected `/promote <model> <version> to <env>` or `/promote <env>`.", line

@@ -41,6 +41,15 @@ RECORDS_DDL = (
     number BIGINT NOT NULL,
     flag TEXT NOT NULL,
     PRIMARY KEY (repo, number, flag))""",
+    """CREATE TABLE IF NOT EXISTS {refusals} (
+    repo TEXT NOT NULL,
+    model TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    version TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (repo, model, environment, version, kind))""",
     """CREATE TABLE IF NOT EXISTS {pr_renders} (
     repo TEXT NOT NULL,
     number BIGINT NOT NULL,
@@ -51,7 +60,14 @@ RECORDS_DDL = (
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (repo, number, head_sha, base_ref))""",
 )
-RECORD_TABLES = ("promotion_prs", "bot_commits", "pr_pushers", "pr_flags", "pr_renders")
+RECORD_TABLES = (
+    "promotion_prs",
+    "bot_commits",
+    "pr_pushers",
+    "pr_flags",
+    "pr_renders",
+    "refusals",
+)
 
 
 class SqlRunner(Protocol):
@@ -78,8 +94,25 @@ class PromotionRecord:
         return str(self.meta.get("model") or "")
 
     @property
+    def version(self) -> str:
+        return str(self.meta.get("version") or "")
+
+    @property
     def requester(self) -> str:
         return str(self.meta.get("requester") or "")
+
+
+@dataclass(frozen=True)
+class RefusalRecord:
+    """A registry event the bot did not promote, and why (shown on the operator page)."""
+
+    repo: str
+    model: str
+    environment: str
+    version: str
+    kind: str
+    reason: str
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -200,6 +233,48 @@ class PromotionRecords:
             {"repo": _key(repo), "number": int(number), "flag": flag},
         )
         return bool(rows)
+
+    # -- registry events not promoted ------------------------------------------------------
+
+    def save_refusal(
+        self, repo: str, model: str, environment: str, version: str, kind: str, reason: str
+    ) -> bool:
+        """Record a refusal; False when the same one was recorded already (a redelivery)."""
+        rows = self.db.run_sql(
+            "INSERT INTO {refusals} (repo, model, environment, version, kind, reason,"
+            " created_at) VALUES (%(repo)s, %(model)s, %(env)s, %(version)s, %(kind)s,"
+            " %(reason)s, %(now)s) ON CONFLICT (repo, model, environment, version, kind)"
+            " DO NOTHING RETURNING 1 AS inserted",
+            {
+                "repo": _key(repo),
+                "model": model,
+                "env": environment,
+                "version": version,
+                "kind": kind,
+                "reason": reason,
+                "now": time.time(),
+            },
+        )
+        return bool(rows)
+
+    def refusals(self, repo: str, limit: int = 20) -> list[RefusalRecord]:
+        rows = self.db.run_sql(
+            "SELECT model, environment, version, kind, reason, created_at FROM {refusals}"
+            " WHERE repo = %(repo)s ORDER BY created_at DESC LIMIT %(limit)s",
+            {"repo": _key(repo), "limit": int(limit)},
+        )
+        return [
+            RefusalRecord(
+                repo,
+                str(r["model"]),
+                str(r["environment"]),
+                str(r["version"]),
+                str(r["kind"]),
+                str(r["reason"]),
+                float(r["created_at"]),
+            )
+            for r in rows
+        ]
 
     # -- rendered heads --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from bot.core.promotion import build_plan
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
 from bot.jobs.publish import Published, publish_plan
+from bot.jobs.registry import record_refusal, refuse_backwards
 from bot.jobs.repo_state import load_repo_state
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ def promote_next(deps: Deps, repo: str, meta: Mapping[str, object], number: int)
             traffic=None,
             trigger=f"auto_promote after #{number} merged into {merged_env}",
         )
+        model = state.config.model(request.model)
+        if model is not None:
+            open_prs = client.list_open_prs(repo, head_prefix=f"gitops-bot/{env.name}/")
+            refusal = refuse_backwards(deps, repo, state, model, env, request.version, open_prs)
+            if refusal is not None:
+                record_refusal(deps, repo, model, env, request.version, refusal)
+                continue
         try:
             plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
         except PlanError as exc:

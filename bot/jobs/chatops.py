@@ -19,7 +19,12 @@ from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.merge_gate import GateResult, can_act_for, evaluate_pr
 from bot.jobs.pr_diff import handle_pr_diff
 from bot.jobs.publish import publish_plan
-from bot.jobs.registry import RegistryFacts, check_promote_from, resolve_source
+from bot.jobs.registry import (
+    RegistryFacts,
+    check_promote_from,
+    refuse_backwards,
+    resolve_source,
+)
 from bot.jobs.replies import upsert_reply
 from bot.jobs.repo_state import RepoState, load_repo_state
 
@@ -219,6 +224,7 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
         model, env = resolve_target(state.config, cmd.model, cmd.environment)
         version = cmd.version or _alias_version(deps, model, cmd.alias or "")
         check_promote_from(state, model, env, version)
+        _refuse_downgrade(deps, ctx, state, model, env, version, cmd)
         source, run_id, note = _source_for(deps, state, model, version)
         request = PromotionRequest(
             model=model.name,
@@ -232,7 +238,30 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
             source_note=note,
         )
     check_promote_from(state, model, env, request.version)
+    if cmd.model is None:
+        _refuse_downgrade(deps, ctx, state, model, env, request.version, cmd)
     _publish_or_dry_run(deps, ctx, state, request, cmd.dry_run, marker)
+
+
+def _refuse_downgrade(
+    deps: Deps,
+    ctx: CommentContext,
+    state: RepoState,
+    model: Model,
+    env: Environment,
+    version: str,
+    cmd: Promote,
+) -> None:
+    """Going back to an older version takes an explicit `--allow-downgrade`."""
+    if cmd.allow_downgrade:
+        return
+    open_prs = deps.client.list_open_prs(ctx.repo, head_prefix=f"gitops-bot/{env.name}/")
+    refusal = refuse_backwards(deps, ctx.repo, state, model, env, version, open_prs)
+    if refusal is not None:
+        raise PlanError(
+            f"Not promoting: {refusal.reason}. To go back on purpose, add "
+            "`--allow-downgrade` (or use `/rollback`)."
+        )
 
 
 def _same_change_request(

@@ -19,6 +19,8 @@ class Deps:
     bot_login: str | None = None
     # after the bot merged a promotion PR: (its metadata, number) -> whatever follows
     on_merged: Callable[[Mapping[str, object], int], object] | None = None
+    # a registry event refused (kind, e.g. "stale_version"): counted in the metrics
+    on_refused: Callable[[str], None] | None = None
 
 
 def promotion_of(deps: Deps, repo: str, pr: Any) -> PromotionRecord | None:

@@ -42,6 +42,7 @@ class Services:
     untrusted_render_pair: Callable[..., Any]
     records: Any  # bot.gateways.records.PromotionRecords
     mlflow: Any | None = None
+    on_refused: Callable[[str], None] | None = None
     bot_login: str | None = None
     app_slug: str | None = None
 
@@ -80,6 +81,7 @@ def job_deps(services: Services, client: Any) -> Deps:
         untrusted_render_pair=services.untrusted_render_pair,
         mlflow=services.mlflow,
         bot_login=services.bot_login,
+        on_refused=services.on_refused,
     )
 
 

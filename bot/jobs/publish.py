@@ -113,6 +113,7 @@ def publish_plan(
     *,
     base_branch: str,
     base_sha: str,
+    open_prs: list[Any] | None = None,
 ) -> Published | None:
     """Make GitHub show `plan`, and remember what the bot did; safe to run any number of
     times. The records are written before anything can act on them: the commit as soon as
@@ -126,10 +127,11 @@ def publish_plan(
         repo, branch=plan.branch, base_sha=base_sha, files=files, message=commit_message(plan)
     )
     records.record_commit(repo, head_sha, plan.branch)
-    # One listing serves both finding this branch's PR and closing the ones it supersedes.
-    open_prs: list[Any] | None = None
+    # One listing serves both finding this branch's PR and closing the ones it supersedes
+    # (`open_prs`: the environment's open PRs, when the caller listed them already).
     if plan.branch.startswith(env_prefix(plan)):
-        open_prs = client.list_open_prs(repo, head_prefix=env_prefix(plan))
+        if open_prs is None:
+            open_prs = client.list_open_prs(repo, head_prefix=env_prefix(plan))
         pr = next((p for p in open_prs if p.head_ref == plan.branch), None)
     else:
         pr = client.find_open_pr(repo, plan.branch)

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError
+from bot.core.ordering import Refusal, downgrade, stale_alias
 from bot.core.promotion import build_plan
 from bot.core.triggers import RegistryEvent, match_triggers
 from bot.core.types import Environment, Model, PromotionRequest
@@ -78,6 +79,46 @@ def check_promote_from(state: RepoState, model: Model, env: Environment, version
         )
 
 
+def open_promotion_versions(
+    deps: Deps, repo: str, model: Model, env: Environment, open_prs: list[Any]
+) -> list[str]:
+    """Versions the bot's open promotion PRs take `model` to in `env` (by its records)."""
+    ours = [p.number for p in open_prs if p.author == deps.bot_login]
+    return [
+        record.version
+        for record in deps.records.promotions(repo, ours).values()
+        if record.model == model.name and record.environment == env.name
+    ]
+
+
+def refuse_backwards(
+    deps: Deps,
+    repo: str,
+    state: RepoState,
+    model: Model,
+    env: Environment,
+    version: str,
+    open_prs: list[Any],
+) -> Refusal | None:
+    """Would promoting `version` move `env` backwards? Then say why (None: go ahead)."""
+    deployed = read_deployed(state.snapshot, model, env).version
+    pending = open_promotion_versions(deps, repo, model, env, open_prs)
+    return downgrade(env.name, version, deployed=deployed, pending=pending)
+
+
+def record_refusal(
+    deps: Deps, repo: str, model: Model, env: Environment, version: str, refusal: Refusal
+) -> None:
+    """A refused event is remembered (operator page) and counted (metrics), once."""
+    log.info("%s: not promoting %s v%s to %s: %s", repo, model.name, version, env.name,
+             refusal.reason)  # fmt: skip
+    new = deps.records.save_refusal(
+        repo, model.name, env.name, version, refusal.kind, refusal.reason
+    )
+    if new and deps.on_refused is not None:
+        deps.on_refused(refusal.kind)
+
+
 def handle_registry_event(
     deps: Deps,
     repo: str,
@@ -104,6 +145,16 @@ def handle_registry_event(
         if env is None:  # config validation prevents this
             raise BotError(f"trigger promotes to unknown environment {match.trigger.promote_to}")
         check_promote_from(state, match.model, env, facts.event.version)
+        open_prs = client.list_open_prs(repo, head_prefix=f"gitops-bot/{env.name}/")
+        version = facts.event.version
+        refusal = refuse_backwards(deps, repo, state, match.model, env, version, open_prs)
+        if refusal is None and facts.event.alias and deps.mlflow is not None:
+            # the newest assignment wins, whatever order the deliveries came in
+            current = deps.mlflow.alias_version(match.model.registry_name, facts.event.alias)
+            refusal = stale_alias(facts.event.alias, version, current or None)
+        if refusal is not None:
+            record_refusal(deps, repo, match.model, env, version, refusal)
+            continue
         uri = source or _source_from_upstream(state, match.model, env, facts.event.version)
         request = PromotionRequest(
             model=match.model.name,
@@ -123,6 +174,7 @@ def handle_registry_event(
             plan,
             base_branch=state.default_branch,
             base_sha=state.sha,
+            open_prs=open_prs,
         )
         if published is not None:
             results.append(published)

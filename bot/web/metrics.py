@@ -21,6 +21,8 @@ class Metrics:
     - github_rate_remaining: last X-RateLimit-Remaining seen
     - renders{outcome}: ok|error|timeout
     - render_duration
+    - refusals{kind}: registry events not promoted; kind stale_version|stale_alias|
+      unservable_location
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -67,6 +69,14 @@ class Metrics:
             "gitops_bot_kustomize_render_duration_seconds",
             "Time to run one Kustomize build",
             buckets=_SLOW_BUCKETS,
+            registry=r,
+        )
+
+        self.refusals = Counter(
+            "gitops_bot_promotion_refusals",
+            "Registry events not promoted (older than what an environment runs, a moved alias,"
+            " a location the environment cannot serve)",
+            ["kind"],
             registry=r,
         )
 
