@@ -75,7 +75,14 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         render_pair=render_pair,
         untrusted_render_pair=render_pair,
         records=PromotionRecords(queue),
-        mlflow=MlflowClient(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None,
+        mlflow=(
+            MlflowClient(
+                settings.mlflow_tracking_uri,
+                artifacts_destination=settings.mlflow_artifacts_destination,
+            )
+            if settings.mlflow_tracking_uri
+            else None
+        ),
         bot_login=settings.bot_login,
         app_slug=slug,
         on_refused=lambda kind: metrics.refusals.labels(kind=kind).inc(),

@@ -42,12 +42,13 @@ class Settings:
     mlflow_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     databricks_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     mlflow_tracking_uri: str = ""
+    mlflow_artifacts_destination: str = ""  # the server's --artifacts-destination
     mlflow_target_repos: tuple[str, ...] = ()
     database_url: str = "sqlite:///gitops-bot.db"
     kustomize_bin: str | None = None
     worker_concurrency: int = 2
     worker_lease_s: float = 60.0  # a dead worker's job runs again after this long
-    reconcile_interval_s: float = 0.0  # 0 = off
+    reconcile_interval_s: float = 300.0  # 0 = off
     max_body_bytes: int = 1024 * 1024
     timestamp_tolerance_s: float = 300.0
     log_level: str = "INFO"
@@ -110,12 +111,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mlflow_webhook_secret=Secret(env.get("MLFLOW_WEBHOOK_SECRET", "")),
         databricks_webhook_secret=Secret(env.get("DATABRICKS_WEBHOOK_SECRET", "")),
         mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", "").rstrip("/"),
+        mlflow_artifacts_destination=env.get("MLFLOW_ARTIFACTS_DESTINATION", "").strip(),
         mlflow_target_repos=repos,
         database_url=env.get("DATABASE_URL", "sqlite:///gitops-bot.db"),
         kustomize_bin=env.get("KUSTOMIZE_BIN") or None,
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2),
         worker_lease_s=_positive(env, "WORKER_LEASE_SECONDS", 60.0),
-        reconcile_interval_s=_float(env, "RECONCILE_INTERVAL_SECONDS", 0.0),
+        reconcile_interval_s=_float(env, "RECONCILE_INTERVAL_SECONDS", 300.0),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
         timestamp_tolerance_s=_float(env, "WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300.0),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),

@@ -70,13 +70,19 @@ def test_example_config_loads_into_the_expected_dataclasses() -> None:
     assert config == Config(
         version=1,
         environments=(
-            Environment(name="staging", path="k8s/overlays/staging", auto_merge=True),
+            Environment(
+                name="staging",
+                path="k8s/overlays/staging",
+                auto_merge=True,
+                storage_schemes=("s3",),
+            ),
             Environment(
                 name="production",
                 path="k8s/overlays/production",
                 promote_from="staging",
                 approvals=Approvals(required=1, users=("alice",), teams=("ml-platform",)),
                 merge_method="squash",
+                storage_schemes=("s3",),
             ),
         ),
         models=(

@@ -18,7 +18,16 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from bot.core.errors import ConfigError, ConfigIssue
 from bot.core.fieldpath import parse_field_path
-from bot.core.types import Approvals, Config, Environment, Model, SetRule, TrafficRule, Trigger
+from bot.core.types import (
+    DEFAULT_STORAGE_SCHEMES,
+    Approvals,
+    Config,
+    Environment,
+    Model,
+    SetRule,
+    TrafficRule,
+    Trigger,
+)
 
 PLACEHOLDERS = ("storage_uri", "version", "model", "registry_name", "run_id")
 TRIGGER_EVENTS = ("model_version.created", "model_version_alias.created", "model_version_tag.set")
@@ -560,6 +569,7 @@ def _build_environment(env: dict[str, Any]) -> Environment:
         ),
         merge_method=method,
         required_checks=tuple(env.get("required_checks", ())),
+        storage_schemes=tuple(env.get("storage_schemes", DEFAULT_STORAGE_SCHEMES)),
     )
 
 

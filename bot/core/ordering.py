@@ -1,5 +1,6 @@
-"""Monotonic promotions: registry deliveries arrive late and out of order, environments must
-not go backwards because of it. Versions of one registered model order by their number."""
+"""Why a registry event is not promoted. Deliveries arrive late and out of order, and
+environments must not go backwards because of it: versions of one registered model order
+by their number, aliases by the registry's present assignment."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dataclasses import dataclass
 
 STALE_VERSION = "stale_version"  # older than what the environment runs or is promoted to
 STALE_ALIAS = "stale_alias"  # the alias has moved on since this assignment
-REFUSAL_KINDS = (STALE_VERSION, STALE_ALIAS, "unservable_location")
+UNSERVABLE = "unservable_location"  # a location the environment's serving cannot load
+REFUSAL_KINDS = (STALE_VERSION, STALE_ALIAS, UNSERVABLE)
 
 
 def version_number(version: str) -> int | None:

@@ -9,6 +9,9 @@ from typing import Literal
 # A repository snapshot: repo-relative POSIX path -> file content.
 Snapshot = Mapping[str, bytes]
 
+# Remote stores serving systems read; never MLflow's own indirections or local paths.
+DEFAULT_STORAGE_SCHEMES = ("s3", "gs", "wasbs", "abfss", "hdfs", "https")
+
 
 # --------------------------------------------------------------------------- config
 
@@ -30,6 +33,8 @@ class Environment:
     merge_method: Literal["merge", "squash", "rebase"] = "squash"
     required_checks: tuple[str, ...] = ()
     auto_promote: bool = False  # open this env's PR when a promote_from PR merges
+    # URI schemes of model locations its serving system can load
+    storage_schemes: tuple[str, ...] = DEFAULT_STORAGE_SCHEMES
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,23 @@ class MlflowError(BotError):
 class MlflowClient:
     """The handful of registry calls the bot needs, over MLflow's REST API 2.0."""
 
-    def __init__(self, tracking_uri: str, *, timeout: float = 10.0, token: str = "") -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        timeout: float = 10.0,
+        token: str = "",
+        artifacts_destination: str = "",
+    ) -> None:
         self.base = tracking_uri.rstrip("/")
+        # the tracking server's `--artifacts-destination`: where `mlflow-artifacts:` points
+        self.artifacts_destination = artifacts_destination
         self.timeout = timeout
         self.session = requests.Session()
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
-    def _get(self, path: str, **params: str) -> dict[str, Any]:
+    def _get(self, path: str, **params: str | list[str]) -> dict[str, Any]:
         url = f"{self.base}/api/2.0/mlflow/{path}"
         try:
             response = self.session.get(url, params=params, timeout=self.timeout)
@@ -69,3 +78,24 @@ class MlflowClient:
     def alias_version(self, name: str, alias: str) -> str:
         data = self._get("registered-models/alias", name=name, alias=alias)
         return str((data.get("model_version") or {}).get("version", ""))
+
+    def latest_version(self, name: str, tag: str = "") -> str | None:
+        """The highest version number of `name` (carrying `tag`, "key" or "key=value", when
+        given), or None: one page of `model-versions/search`, newest first."""
+        clauses = [f"name = {_quote(name)}"]
+        if tag:
+            key, sep, value = tag.partition("=")
+            clauses.append(f"tag.`{key}` = {_quote(value)}" if sep else f"tag.`{key}` LIKE '%'")
+        data = self._get(
+            "model-versions/search",
+            filter=" AND ".join(clauses),
+            max_results="1",
+            order_by=["version_number DESC"],
+        )
+        versions = data.get("model_versions") or []
+        return str(versions[0].get("version")) if versions else None
+
+
+def _quote(value: str) -> str:
+    """A string literal of MLflow's search filter grammar."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

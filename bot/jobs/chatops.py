@@ -9,6 +9,7 @@ from bot.core.commands import USAGE as COMMAND_USAGE
 from bot.core.commands import Diff, Help, Merge, Outcome, Promote, Reply, Rollback, parse_comment
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError, TransientError
+from bot.core.locations import unservable
 from bot.core.planner import did_you_mean, request_from_meta, resolve_target
 from bot.core.promotion import build_plan
 from bot.core.report import render_pull_request
@@ -240,6 +241,9 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
     check_promote_from(state, model, env, request.version)
     if cmd.model is None:
         _refuse_downgrade(deps, ctx, state, model, env, request.version, cmd)
+    refusal = unservable(env, model, request.source_uri)
+    if refusal is not None:
+        raise PlanError(f"Not promoting: {refusal.reason}.")
     _publish_or_dry_run(deps, ctx, state, request, cmd.dry_run, marker)
 
 

@@ -1,4 +1,5 @@
-"""Periodic self-healing: re-evaluate open promotion PRs and catch up on missed aliases."""
+"""Periodic self-healing: re-evaluate open promotion PRs, and open what lost registry
+deliveries would have opened (newest versions, tagged versions, aliases)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ import logging
 
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError, TransientError
+from bot.core.ordering import downgrade
 from bot.core.triggers import RegistryEvent
+from bot.core.types import Environment, Model, Trigger
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
-from bot.jobs.registry import RegistryFacts, handle_registry_event
+from bot.jobs.registry import RegistryFacts, handle_registry_event, open_promotion_versions
 from bot.jobs.repo_state import load_repo_state
 
 log = logging.getLogger(__name__)
 
 ALIAS_EVENT = "model_version_alias.created"
+CREATED_EVENT = "model_version.created"
+TAG_EVENT = "model_version_tag.set"
 
 
 def reconcile_repo(deps: Deps, repo: str) -> dict[str, int]:
@@ -22,7 +27,7 @@ def reconcile_repo(deps: Deps, repo: str) -> dict[str, int]:
     registry webhook must not leave an alias undeployed."""
     client = deps.client
     state = load_repo_state(client, repo)
-    stats = {"evaluated": 0, "merged": 0, "alias_prs": 0}
+    stats = {"evaluated": 0, "merged": 0, "alias_prs": 0, "version_prs": 0}
     opened = [p for p in client.list_open_prs(repo) if p.author == deps.bot_login]
     known = deps.records.promotions(repo, [p.number for p in opened])
     for pr in opened:
@@ -34,32 +39,67 @@ def reconcile_repo(deps: Deps, repo: str) -> dict[str, int]:
     if deps.mlflow is None:
         return stats
     for trigger in state.config.triggers:
-        if trigger.on != ALIAS_EVENT or not trigger.alias:
-            continue
         env = state.config.environment(trigger.promote_to)
-        models = [m for m in state.config.models if trigger.model in (None, m.name)]
-        for model in models:
-            try:
-                version = deps.mlflow.alias_version(model.registry_name, trigger.alias)
-            except TransientError:
-                raise
-            except BotError as exc:  # alias not set yet: nothing to heal
-                log.info("%s: alias %s of %s: %s", repo, trigger.alias, model.registry_name, exc)
+        if env is None:
+            continue
+        for model in [m for m in state.config.models if trigger.model in (None, m.name)]:
+            found = _registry_target(deps, repo, trigger, model.registry_name)
+            if found is None:
                 continue
-            if env is None or not version:
-                continue
-            if read_deployed(state.snapshot, model, env).version == version:
-                continue
-            event = RegistryEvent(ALIAS_EVENT, model.registry_name, version, alias=trigger.alias)
+            event, why = found
+            deployed = read_deployed(state.snapshot, model, env).version
+            if event.version == deployed or _already_open(deps, repo, model, env, event.version):
+                continue  # nothing was lost, or its PR is open already
             try:
                 published = handle_registry_event(
-                    deps,
-                    repo,
-                    RegistryFacts(event),
-                    trigger=f"reconcile: MLflow alias @{trigger.alias} points at v{version}",
+                    deps, repo, RegistryFacts(event), trigger=f"reconcile: {why}"
                 )
             except PlanError as exc:  # e.g. not live upstream yet: try again next round
                 log.info("%s: reconcile cannot promote yet: %s", repo, exc)
                 continue
-            stats["alias_prs"] += len(published)
+            key = "alias_prs" if event.kind == ALIAS_EVENT else "version_prs"
+            stats[key] = stats.get(key, 0) + len(published)
     return stats
+
+
+def _registry_target(
+    deps: Deps, repo: str, trigger: Trigger, registry_name: str
+) -> tuple[RegistryEvent, str] | None:
+    """The event a trigger would have fired for the registry's present state (the newest
+    version, the version carrying the tag, the alias's version), and how to say so."""
+    assert deps.mlflow is not None
+    try:
+        if trigger.on == ALIAS_EVENT and trigger.alias:
+            version = deps.mlflow.alias_version(registry_name, trigger.alias)
+            if not version:
+                return None
+            event = RegistryEvent(ALIAS_EVENT, registry_name, version, alias=trigger.alias)
+            return event, f"MLflow alias @{trigger.alias} points at v{version}"
+        if trigger.on == CREATED_EVENT:
+            newest = deps.mlflow.latest_version(registry_name)
+            if newest is None:
+                return None
+            event = RegistryEvent(CREATED_EVENT, registry_name, newest)
+            return event, f"MLflow's newest version of {registry_name} is v{newest}"
+        if trigger.on == TAG_EVENT and trigger.tag:
+            tagged = deps.mlflow.latest_version(registry_name, tag=trigger.tag)
+            if tagged is None:
+                return None
+            key, _, value = trigger.tag.partition("=")
+            event = RegistryEvent(TAG_EVENT, registry_name, tagged, tag_key=key, tag_value=value)
+            return event, f"v{tagged} of {registry_name} carries the tag `{trigger.tag}`"
+    except TransientError:
+        raise
+    except BotError as exc:  # e.g. the alias is not set yet: nothing to heal
+        log.info("%s: %s of %s: %s", repo, trigger.on, registry_name, exc)
+    return None
+
+
+def _already_open(deps: Deps, repo: str, model: Model, env: Environment, version: str) -> bool:
+    """Does an open promotion PR of the bot take `env` to `version` (or beyond) already?"""
+    open_prs = deps.client.list_open_prs(repo, head_prefix=f"gitops-bot/{env.name}/")
+    pending = open_promotion_versions(deps, repo, model, env, open_prs)
+    return (
+        version in pending
+        or downgrade(env.name, version, deployed=None, pending=pending) is not None
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError
+from bot.core.locations import map_artifacts_uri, scheme_of, unservable
 from bot.core.ordering import Refusal, downgrade, stale_alias
 from bot.core.promotion import build_plan
 from bot.core.triggers import RegistryEvent, match_triggers
@@ -29,28 +30,38 @@ class RegistryFacts:
     run_id: str = ""
 
 
+INDIRECT_SCHEMES = ("models", "runs", "mlflow-artifacts")  # MLflow's names, not locations
+
+
 def resolve_source(facts: RegistryFacts, mlflow: Any | None) -> tuple[str, str, str]:
-    """(storage uri, run id, note). Resolve `models:/` and missing sources through MLflow."""
+    """(storage uri, run id, note). MLflow's indirections (`models:/`, `runs:/`,
+    `mlflow-artifacts:`) become the underlying store location where MLflow can tell it:
+    its download URI, then `mlflow-artifacts:` mapped through the server's artifacts
+    destination when the operator configured it (`MLFLOW_ARTIFACTS_DESTINATION`)."""
     source, run_id = facts.source, facts.run_id
     name, version = facts.event.registry_name, facts.event.version
     if mlflow is None:
-        if source.startswith("models:/"):
+        if scheme_of(source) in INDIRECT_SCHEMES:
             return (
                 source,
                 run_id,
                 (
                     "Source not resolved: no MLflow tracking URI configured, "
-                    "so the registry's `models:/` URI is used as given."
+                    f"so the registry's `{scheme_of(source)}:` URI is used as given."
                 ),
             )
         return source, run_id, ""
     if not source or not run_id:
         info = mlflow.model_version(name, version)
         source, run_id = source or info.source, run_id or info.run_id
-    if source.startswith("models:/") or not source:
+    resolved, note = source, ""
+    if scheme_of(source) in INDIRECT_SCHEMES or not source:
         resolved = mlflow.download_uri(name, version)
-        return resolved, run_id, f"Storage location resolved through MLflow from `{source}`."
-    return source, run_id, ""
+        note = f"Storage location resolved through MLflow from `{source}`."
+    mapped = map_artifacts_uri(resolved, getattr(mlflow, "artifacts_destination", ""))
+    if mapped != resolved:
+        note = f"Storage location resolved through MLflow from `{source}` (via `{resolved}`)."
+    return mapped, run_id, note
 
 
 def _source_from_upstream(state: RepoState, model: Model, env: Environment, version: str) -> str:
@@ -156,6 +167,10 @@ def handle_registry_event(
             record_refusal(deps, repo, match.model, env, version, refusal)
             continue
         uri = source or _source_from_upstream(state, match.model, env, facts.event.version)
+        refusal = unservable(env, match.model, uri)
+        if refusal is not None:
+            record_refusal(deps, repo, match.model, env, version, refusal)
+            continue
         request = PromotionRequest(
             model=match.model.name,
             version=facts.event.version,
