@@ -91,7 +91,28 @@ def set_alias(args: dict[str, Any]) -> dict[str, Any]:
     return {"version": version.version}
 
 
+def _s3() -> Any:
+    import os
+
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
+
+
+def create_bucket(args: dict[str, Any]) -> dict[str, Any]:
+    _s3().create_bucket(Bucket=args["bucket"])
+    return {"bucket": args["bucket"]}
+
+
+def list_objects(args: dict[str, Any]) -> dict[str, Any]:
+    """Keys under `prefix` in `bucket` (where MLflow stored a model's files)."""
+    found = _s3().list_objects_v2(Bucket=args["bucket"], Prefix=args["prefix"])
+    return {"keys": [item["Key"] for item in found.get("Contents", [])]}
+
+
 COMMANDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "create-bucket": create_bucket,
+    "list-objects": list_objects,
     "create-webhook": create_webhook,
     "register-version": register_version,
     "register-versions": register_versions,

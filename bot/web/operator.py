@@ -70,6 +70,18 @@ class PrOverview:
 
 
 @dataclass(frozen=True)
+class RefusalOverview:
+    """A registry event the bot did not promote (stale, or an unservable location)."""
+
+    model: str
+    environment: str
+    version: str
+    kind: str
+    reason: str
+    at: float  # unix time
+
+
+@dataclass(frozen=True)
 class RepoOverview:
     repo: str
     default_branch: str
@@ -78,6 +90,7 @@ class RepoOverview:
     open_prs: list[PrOverview]
     error: str | None = None
     fetched_at: float = 0.0  # unix time the data was read from GitHub (0: unknown)
+    refusals: list[RefusalOverview] = field(default_factory=list)  # registry events not promoted
 
 
 class OperatorData(Protocol):
@@ -214,6 +227,10 @@ class GitHubOperatorData:
             environments=environments,
             open_prs=[self._pr(client, repo, state.config, pr) for pr in prs[: self.max_prs]],
             fetched_at=self._wall_clock(),
+            refusals=[
+                RefusalOverview(r.model, r.environment, r.version, r.kind, r.reason, r.created_at)
+                for r in self.records.refusals(repo)
+            ],
         )
 
     def _pr(self, client: Any, repo: str, config: Config, pr: Any) -> PrOverview:
