@@ -1,4 +1,4 @@
-"""The `gitops-bot` command line: plan, check-config, serve, worker, replay."""
+"""The `gitops-bot` command line: plan, check-config, serve, worker, replay, mlflow check."""
 
 from __future__ import annotations
 
@@ -113,6 +113,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay(Path(args.payload), event=args.event, source=args.source)
 
 
+def cmd_mlflow_check(args: argparse.Namespace) -> int:
+    from bot.gateways.mlflow import MlflowClient
+    from bot.mlflow_check import EVENTS, check_mlflow
+    from bot.settings import load_settings
+
+    settings = load_settings()
+    if not settings.mlflow_tracking_uri:
+        raise BotError("MLFLOW_TRACKING_URI is not set")
+    needed = list(EVENTS)
+    if args.repo:
+        needed = sorted({t.on for t in _load_local_config(Path(args.repo)).triggers})
+    findings = check_mlflow(MlflowClient(settings.mlflow_tracking_uri), args.url, needed)
+    for finding in findings:
+        print(f"{'ok ' if finding.ok else 'FAIL'} {finding.text}")
+    return 0 if all(f.ok for f in findings) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gitops-bot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run job workers only")
     worker.set_defaults(func=cmd_worker)
+
+    mlflow = sub.add_parser("mlflow", help="MLflow integration")
+    mlflow_sub = mlflow.add_subparsers(dest="mlflow_command", required=True)
+    mcheck = mlflow_sub.add_parser(
+        "check", help="verify MLflow reaches this bot: server, webhook, events, signed test"
+    )
+    mcheck.add_argument("--url", required=True, help="the bot's /webhooks/mlflow URL")
+    mcheck.add_argument("--repo", help="GitOps checkout whose triggers say which events matter")
+    mcheck.set_defaults(func=cmd_mlflow_check)
 
     replay = sub.add_parser("replay", help="run one webhook payload through the worker")
     replay.add_argument("payload", help="JSON file with the webhook body")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 from bot_harness import MLFLOW_SECRET
-from bot_process import BotProcess, bot_env, free_port
+from bot_process import GITOPS_BOT, BotProcess, bot_env, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +50,7 @@ def _tail(path: Path, lines: int = 60) -> str:
 
 
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+EXAMPLE = ROOT / "examples" / "fraud-detection"
 BUCKET = "acme-ml-models"
 ARTIFACTS_DESTINATION = f"s3://{BUCKET}/mlartifacts"
 # moto's S3 accepts any credentials; MLflow's server and our driver sign with these
@@ -289,6 +290,15 @@ def create_webhook(mlflow: Mlflow, url: str) -> None:
     )
 
 
+def mlflow_check(mlflow: Mlflow, url: str) -> subprocess.CompletedProcess[str]:
+    """`gitops-bot mlflow check` as an operator runs it, triggers from the example repo."""
+    return subprocess.run(
+        [GITOPS_BOT, "mlflow", "check", "--url", url, "--repo", str(EXAMPLE)],
+        env=_base_env(MLFLOW_TRACKING_URI=mlflow.tracking_uri),
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+
+
 def staging_deploys(fake: Any, repo: str) -> tuple[str, str]:
     """(image tag, storage URI) of the candidate on the default branch's staging overlay."""
     tag = fake.file_at(repo, "main", "k8s/overlays/staging/kustomization.yaml").decode()
@@ -310,6 +320,12 @@ def test_real_mlflow_webhooks_promote_to_staging_then_production_with_a_servable
 ):
     with serving_bot(fake_github, gitops_repo, tmp_path, mlflow) as (bot, logs):
         create_webhook(mlflow, f"{bot.url}/webhooks/mlflow")
+        # the operator's check from the bot's side (docs/deploy.md §4.2), then a wrong URL
+        check = mlflow_check(mlflow, f"{bot.url}/webhooks/mlflow")
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "test delivery accepted by the bot (HTTP 202)" in check.stdout
+        wrong = mlflow_check(mlflow, f"{bot.url}/webhooks/typo")
+        assert wrong.returncode == 1 and "no webhook points at" in wrong.stdout, wrong.stdout
         # the example's staging runs v6: versions 1-5 arrive stale, 7 is the new one
         versions = mlflow.drive("register-versions", name=REGISTRY_NAME, until=7)["versions"]
         v7 = versions[-1]

@@ -43,9 +43,16 @@ class MlflowClient:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     def _get(self, path: str, **params: str | list[str]) -> dict[str, Any]:
+        return self._call("GET", path, params=params)
+
+    def _call(
+        self, method: str, path: str, *, params: Any = None, body: Any = None
+    ) -> dict[str, Any]:
         url = f"{self.base}/api/2.0/mlflow/{path}"
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout)
+            response = self.session.request(
+                method, url, params=params, json=body, timeout=self.timeout
+            )
         except requests.RequestException as exc:
             raise TransientError(f"MLflow unreachable ({type(exc).__name__})") from None
         if response.status_code >= 500 or response.status_code == 429:
@@ -53,7 +60,14 @@ class MlflowClient:
         try:
             data: dict[str, Any] = response.json()
         except ValueError:
-            raise MlflowError(f"MLflow returned non-JSON for {path}") from None
+            if response.status_code == 403 and "host" in response.text.lower():
+                raise MlflowError(
+                    f"MLflow answered 403 ({response.text.strip()[:100]}): start the server "
+                    "with --allowed-hosts naming the host in MLFLOW_TRACKING_URI"
+                ) from None
+            raise MlflowError(
+                f"MLflow returned non-JSON for {path} (HTTP {response.status_code})"
+            ) from None
         if response.status_code >= 400:
             message = str(data.get("message") or data.get("error_code") or response.status_code)
             raise MlflowError(f"MLflow {path}: {message}")
@@ -78,6 +92,25 @@ class MlflowClient:
     def alias_version(self, name: str, alias: str) -> str:
         data = self._get("registered-models/alias", name=name, alias=alias)
         return str((data.get("model_version") or {}).get("version", ""))
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Every registry webhook of the server (MLflow 3.3+), all pages."""
+        found: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params = {"max_results": "100", **({"page_token": token} if token else {})}
+            data = self._get("webhooks", **params)
+            found += list(data.get("webhooks") or [])
+            token = str(data.get("next_page_token") or "")
+            if not token:
+                return found
+
+    def test_webhook(self, webhook_id: str, event: tuple[str, str]) -> dict[str, Any]:
+        """Ask MLflow to send its example payload of `event` (entity, action) now."""
+        # protobuf JSON: enum values by their upper-case names
+        body = {"event": {"entity": event[0].upper(), "action": event[1].upper()}}
+        data = self._call("POST", f"webhooks/{webhook_id}/test", body=body)
+        return dict(data.get("result") or {})
 
     def latest_version(self, name: str, tag: str = "") -> str | None:
         """The highest version number of `name` (carrying `tag`, "key" or "key=value", when
