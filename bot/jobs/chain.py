@@ -11,7 +11,7 @@ from bot.core.planner import request_from_meta
 from bot.core.promotion import build_plan
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
-from bot.jobs.publish import Published, publish_plan
+from bot.jobs.publish import Published, publish_on_default_branch
 from bot.jobs.registry import record_refusal, refuse_backwards
 from bot.jobs.repo_state import load_repo_state
 
@@ -39,9 +39,9 @@ def promote_next(deps: Deps, repo: str, meta: Mapping[str, object], number: int)
             traffic=None,
             trigger=f"auto_promote after #{number} merged into {merged_env}",
         )
+        open_prs = client.list_open_prs(repo, head_prefix=f"gitops-bot/{env.name}/")
         model = state.config.model(request.model)
         if model is not None:
-            open_prs = client.list_open_prs(repo, head_prefix=f"gitops-bot/{env.name}/")
             refusal = refuse_backwards(deps, repo, state, model, env, request.version, open_prs)
             if refusal is not None:
                 record_refusal(deps, repo, model, env, request.version, refusal)
@@ -51,14 +51,7 @@ def promote_next(deps: Deps, repo: str, meta: Mapping[str, object], number: int)
         except PlanError as exc:
             log.warning("%s: auto_promote to %s skipped: %s", repo, env.name, exc)
             continue
-        result = publish_plan(
-            client,
-            deps.records,
-            repo,
-            plan,
-            base_branch=state.default_branch,
-            base_sha=state.sha,
-        )
+        result = publish_on_default_branch(deps, state, plan, open_prs)
         if result is not None:
             evaluate_pr(chained, repo, result.number, state.config)
             published.append(result)

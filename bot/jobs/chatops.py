@@ -19,7 +19,7 @@ from bot.gateways.records import PromotionRecord
 from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.merge_gate import GateResult, can_act_for, evaluate_pr
 from bot.jobs.pr_diff import handle_pr_diff
-from bot.jobs.publish import publish_plan
+from bot.jobs.publish import publish_on_default_branch
 from bot.jobs.registry import (
     RegistryFacts,
     check_promote_from,
@@ -189,14 +189,7 @@ def _publish_or_dry_run(
             author=ctx.author,
         )
         return
-    published = publish_plan(
-        deps.client,
-        deps.records,
-        ctx.repo,
-        plan,
-        base_branch=state.default_branch,
-        base_sha=state.sha,
-    )
+    published = publish_on_default_branch(deps, state, plan)
     if published is not None:  # the approval check appears at once; auto-merge envs may merge
         _gate(deps, ctx.repo, published.number, state)
     upsert_reply(
@@ -433,11 +426,4 @@ def _republish(
     request = request_from_meta(promotion.meta)
     plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
     plan = replace(plan, meta=promotion.meta)  # keep the original requester and trigger
-    publish_plan(
-        deps.client,
-        deps.records,
-        ctx.repo,
-        plan,
-        base_branch=state.default_branch,
-        base_sha=state.sha,
-    )
+    publish_on_default_branch(deps, state, plan)

@@ -12,6 +12,8 @@ from bot.core.report import render_pull_request
 from bot.core.templating import render_template
 from bot.core.types import EnvironmentDiff, Plan
 from bot.gateways.records import PromotionRecords
+from bot.jobs.deps import Deps
+from bot.jobs.repo_state import RepoState
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +168,18 @@ def publish_plan(
     )
     close_superseded(client, records, repo, plan, published, open_prs)
     return published
+
+
+def publish_on_default_branch(
+    deps: Deps, state: RepoState, plan: Plan, open_prs: list[Any] | None = None
+) -> Published | None:
+    """`publish_plan` on the default branch as the job read it (`state`)."""
+    return publish_plan(
+        deps.client,
+        deps.records,
+        state.repo,
+        plan,
+        base_branch=state.default_branch,
+        base_sha=state.sha,
+        open_prs=open_prs,
+    )

@@ -15,7 +15,7 @@ from bot.core.triggers import RegistryEvent, match_triggers
 from bot.core.types import Environment, Model, PromotionRequest
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
-from bot.jobs.publish import Published, publish_plan
+from bot.jobs.publish import Published, publish_on_default_branch
 from bot.jobs.repo_state import RepoState, load_repo_state
 
 log = logging.getLogger(__name__)
@@ -182,15 +182,7 @@ def handle_registry_event(
             source_note=note if uri == source else f"Storage URI taken from {env.promote_from}.",
         )
         plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
-        published = publish_plan(
-            client,
-            deps.records,
-            repo,
-            plan,
-            base_branch=state.default_branch,
-            base_sha=state.sha,
-            open_prs=open_prs,
-        )
+        published = publish_on_default_branch(deps, state, plan, open_prs)
         if published is not None:
             results.append(published)
         elif not plan.changes:
