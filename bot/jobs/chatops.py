@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bot.core.commands import USAGE as COMMAND_USAGE
 from bot.core.commands import Diff, Help, Merge, Outcome, Promote, Reply, Rollback, parse_comment
@@ -173,7 +174,9 @@ def _publish_or_dry_run(
     request: PromotionRequest,
     dry_run: bool,
     marker: str,
+    open_prs: list[Any] | None = None,
 ) -> None:
+    """`open_prs`: the environment's open PRs, when the caller listed them already."""
     plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
     if dry_run:
         text = render_pull_request(plan, limit=DRY_RUN_LIMIT)
@@ -189,7 +192,7 @@ def _publish_or_dry_run(
             author=ctx.author,
         )
         return
-    published = publish_on_default_branch(deps, state, plan)
+    published = publish_on_default_branch(deps, state, plan, open_prs)
     if published is not None:  # the approval check appears at once; auto-merge envs may merge
         _gate(deps, ctx.repo, published.number, state)
     upsert_reply(
@@ -218,7 +221,7 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
         model, env = resolve_target(state.config, cmd.model, cmd.environment)
         version = cmd.version or _alias_version(deps, model, cmd.alias or "")
         check_promote_from(state, model, env, version)
-        _refuse_downgrade(deps, ctx, state, model, env, version, cmd)
+        open_prs = _refuse_downgrade(deps, ctx, state, model, env, version, cmd)
         source, run_id, note = _source_for(deps, state, model, version)
         request = PromotionRequest(
             model=model.name,
@@ -233,11 +236,11 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
         )
     check_promote_from(state, model, env, request.version)
     if cmd.model is None:
-        _refuse_downgrade(deps, ctx, state, model, env, request.version, cmd)
+        open_prs = _refuse_downgrade(deps, ctx, state, model, env, request.version, cmd)
     refusal = unservable(env, model, request.source_uri)
     if refusal is not None:
         raise PlanError(f"Not promoting: {refusal.reason}.")
-    _publish_or_dry_run(deps, ctx, state, request, cmd.dry_run, marker)
+    _publish_or_dry_run(deps, ctx, state, request, cmd.dry_run, marker, open_prs)
 
 
 def _refuse_downgrade(
@@ -248,17 +251,19 @@ def _refuse_downgrade(
     env: Environment,
     version: str,
     cmd: Promote,
-) -> None:
-    """Going back to an older version takes an explicit `--allow-downgrade`."""
+) -> list[Any] | None:
+    """Going back to an older version takes an explicit `--allow-downgrade`; returns the
+    environment's open PRs it listed (None when it had no need to)."""
     if cmd.allow_downgrade:
-        return
-    open_prs = deps.client.list_open_prs(ctx.repo, head_prefix=f"gitops-bot/{env.name}/")
+        return None
+    open_prs: list[Any] = deps.client.list_open_prs(ctx.repo, head_prefix=f"gitops-bot/{env.name}/")
     refusal = refuse_backwards(deps, ctx.repo, state, model, env, version, open_prs)
     if refusal is not None:
         raise PlanError(
             f"Not promoting: {refusal.reason}. To go back on purpose, add "
             "`--allow-downgrade` (or use `/rollback`)."
         )
+    return open_prs
 
 
 def _same_change_request(
