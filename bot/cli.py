@@ -57,7 +57,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         trigger="gitops-bot plan (local checkout)",
         source_note="" if args.source else "no --source given",
     )
-    renderer = Renderer(binary=args.kustomize)
+    # a local checkout is the user's own content, built on their machine as they would:
+    # no network namespace needed (and none exists on macOS)
+    renderer = Renderer(binary=args.kustomize, isolation="off")
     plan = build_plan(config, snapshot, request, renderer.render_pair)
     text = render_pull_request(plan)
     out = sys.stdout

@@ -46,6 +46,7 @@ class Settings:
     mlflow_target_repos: tuple[str, ...] = ()
     database_url: str = "sqlite:///gitops-bot.db"
     kustomize_bin: str | None = None
+    render_network_isolation: str = "required"  # or "off": see bot.gateways.kustomize
     worker_concurrency: int = 2
     worker_lease_s: float = 60.0  # a dead worker's job runs again after this long
     reconcile_interval_s: float = 300.0  # 0 = off
@@ -94,6 +95,13 @@ def _private_key(env: Mapping[str, str]) -> str:
         raise SettingsError(f"GITHUB_PRIVATE_KEY_PATH cannot be read: {exc.strerror}") from None
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (or the given mapping, for tests)."""
     env = os.environ if env is None else env
@@ -115,6 +123,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mlflow_target_repos=repos,
         database_url=env.get("DATABASE_URL", "sqlite:///gitops-bot.db"),
         kustomize_bin=env.get("KUSTOMIZE_BIN") or None,
+        render_network_isolation=_choice(
+            env, "RENDER_NETWORK_ISOLATION", ("required", "off"), "required"
+        ),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2),
         worker_lease_s=_positive(env, "WORKER_LEASE_SECONDS", 60.0),
         reconcile_interval_s=_float(env, "RECONCILE_INTERVAL_SECONDS", 300.0),

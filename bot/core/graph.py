@@ -18,6 +18,8 @@ MISSING_OVERLAY_ERROR = "overlay does not exist at this commit"
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HOST = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?$")
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")  # user@host:path, as git reads it
+_GIT_HOSTS = frozenset({"github.com", "gitlab.com", "bitbucket.org", "dev.azure.com"})
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,20 @@ def kustomization_file(snapshot: Snapshot, directory: str) -> str | None:
     return None
 
 
+def fetched_even_if_local(ref: str) -> bool:
+    """References Kustomize fetches whatever local file shares their name: URL schemes,
+    `//host`, `git@host:` and other scp-like forms, queries (`?ref=`), well-known git hosts."""
+    if _SCHEME.match(ref) or ref.startswith(("//", "git@", "git::", "gh:")):
+        return True
+    if "?" in ref or _SCP_LIKE.match(ref):
+        return True
+    return ref.split("/", 1)[0].lower() in _GIT_HOSTS
+
+
 def looks_remote(ref: str) -> bool:
-    """Whether Kustomize would treat this (non-local) reference as a remote URL or repo."""
-    if _SCHEME.match(ref) or ref.startswith("git@"):
+    """Whether Kustomize might fetch this (non-local) reference: the forms above, a `.git`
+    suffix, or a `host.name/...` shorthand."""
+    if fetched_even_if_local(ref) or ref.rstrip("/").endswith(".git"):
         return True
     first, sep, _rest = ref.partition("/")
     return bool(sep) and _HOST.match(first) is not None and "." in first
@@ -133,7 +146,7 @@ class _Collector:
         ref = ref.strip()
         if not ref:
             return
-        if _SCHEME.match(ref):
+        if looks_remote(ref):  # patches and generator inputs are files: never fetched
             self.remote.append(ref)
             return
         path = self._path(ref, key)
@@ -150,14 +163,17 @@ class _Collector:
         if not ref:
             return
         path = _resolve(self.directory, ref)
-        if path is not None and path in self.snapshot:
-            self.files.append(path)
-        elif path is not None and kustomization_file(self.snapshot, path) is not None:
-            self.directories.append(path)
-        elif looks_remote(ref):
+        is_file = path is not None and path in self.snapshot
+        is_dir = path is not None and not is_file and kustomization_file(self.snapshot, path)
+        # first: a local file of the same name does not stop Kustomize fetching these
+        if fetched_even_if_local(ref) or (looks_remote(ref) and not (is_file or is_dir)):
             self.remote.append(ref)
             if key in ("resources", "bases", "components"):
                 self.remote_resources.append(ref)
+        elif is_file:
+            self.files.append(str(path))
+        elif is_dir:
+            self.directories.append(str(path))
         elif path is None:
             self.problems.append(f"{self.file}: {key} entry {ref!r} is outside the repository")
         else:

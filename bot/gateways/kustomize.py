@@ -31,8 +31,8 @@ from bot.core.types import RenderResult, Snapshot
 MiB = 1024 * 1024
 _STDERR_LIMIT = 64 * 1024
 # Defence in depth for untrusted builds: remote references are refused from the graph before
-# Kustomize runs, and should one slip through, there is no git on PATH and HTTP(S) goes to a
-# proxy that refuses connections.
+# Kustomize runs, the build runs in a network namespace of its own (no route to anything, the
+# bot's loopback included), there is no git on PATH and HTTP(S) goes to a dead proxy.
 _DEAD_PROXY = "http://127.0.0.1:9"
 _TRUSTED_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -144,8 +144,44 @@ class _Outcome:
     failure: str = ""  # our own reason for stopping the build
 
 
+ISOLATION_MODES = ("required", "off")
+NO_ISOLATION_ERROR = (
+    "not rendered: untrusted content is rendered only without network access, and this "
+    "host cannot create a network namespace ({reason}). Allow user namespaces (or give the "
+    "bot CAP_SYS_ADMIN), or set RENDER_NETWORK_ISOLATION=off to rely on the reference "
+    "checks alone (docs/deploy.md)."
+)
+
+
+def network_jail(unshare: str | None = None) -> tuple[list[str], str]:
+    """argv prefix that runs a command in a fresh network namespace (only a downed loopback:
+    no route anywhere, the bot's host included), or ([], why) when this host cannot."""
+    binary = unshare or shutil.which("unshare", path=_TRUSTED_PATH)
+    if not binary:
+        return [], "no `unshare` binary (util-linux)"
+    candidates = [[binary, "--net", "--map-root-user", "--"]]
+    if os.geteuid() == 0:
+        candidates.append([binary, "--net", "--"])
+    reason = ""
+    for prefix in candidates:
+        try:
+            probe = subprocess.run(
+                [*prefix, "true"], capture_output=True, timeout=10, env={"PATH": _TRUSTED_PATH}
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            continue
+        if probe.returncode == 0:
+            return prefix, ""
+        reason = probe.stderr.decode("utf-8", "replace").strip()[:200] or "unshare failed"
+    return [], reason
+
+
 class Renderer:
-    """Runs `kubectl kustomize` (or `kustomize build`) on materialised overlays."""
+    """Runs `kubectl kustomize` (or `kustomize build`) on materialised overlays.
+
+    `isolation`: "required" (untrusted builds run in a fresh network namespace; where the
+    host cannot make one they fail closed) or "off" (the reference checks alone)."""
 
     def __init__(
         self,
@@ -154,14 +190,29 @@ class Renderer:
         timeout_s: float = 30,
         max_output_bytes: int = 10 * MiB,
         max_workers: int = 4,
+        isolation: str = "required",
+        unshare: str | None = None,
     ) -> None:
         resolved = binary or default_binary()
         if not resolved:
             raise FileNotFoundError("no kubectl found next to the interpreter or on PATH")
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}")
         self.binary = resolved
         self.timeout_s = timeout_s
         self.max_output_bytes = max_output_bytes
         self.max_workers = max_workers
+        self.isolation = isolation
+        self._unshare = unshare
+        self._jail: tuple[list[str], str] | None = None  # probed on the first untrusted build
+
+    def jail(self) -> tuple[list[str], str]:
+        """The network-namespace prefix for untrusted builds (probed once)."""
+        if self.isolation == "off":
+            return [], ""
+        if self._jail is None:
+            self._jail = network_jail(self._unshare)
+        return self._jail
 
     # ------------------------------------------------------------------ public
 
@@ -286,6 +337,13 @@ class Renderer:
         os.makedirs(empty_bin, exist_ok=True)
         target = os.path.join(job.root, job.overlay) if job.overlay else job.root
         argv = build_command(self.binary, target, trusted=job.trusted)
+        if not job.trusted and self.isolation == "required":
+            prefix, reason = self.jail()
+            if not prefix:
+                return RenderResult(
+                    job.overlay, ok=False, error=NO_ISOLATION_ERROR.format(reason=reason)
+                )
+            argv = [*prefix, *argv]
         env = build_env(home, trusted=job.trusted, empty_bin=empty_bin)
         outcome = _run(argv, job.root, env, self.timeout_s, self.max_output_bytes)
         if outcome.failure:
