@@ -67,9 +67,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     github.counter.listener = lambda operation, status: metrics.github_calls.labels(
         operation=operation, status=status
     ).inc()
-    renderer = Renderer(
-        binary=settings.kustomize_bin, isolation=settings.render_network_isolation
-    )
+    renderer = Renderer(binary=settings.kustomize_bin, isolation=settings.render_network_isolation)
     render_pair = measured_render_pair(renderer.render_pair, metrics)
     services = Services(
         github=github,

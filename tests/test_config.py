@@ -375,6 +375,26 @@ INVALID = [
         id="name-with-space",
     ),
     pytest.param(
+        HEAD
+        + MODELS.replace(
+            "registry_name: fraud-detector",
+            "registry_name: fraud-detector\n    version_pattern: '[0-9'",
+        ),
+        12,
+        "models[0].version_pattern: is not a regular expression",
+        id="version-pattern-not-a-regex",
+    ),
+    pytest.param(
+        HEAD
+        + MODELS.replace(
+            "registry_name: fraud-detector",
+            "registry_name: fraud-detector\n    version_pattern: '[0-9]*'",
+        ),
+        12,
+        "models[0].version_pattern: matches the empty string",
+        id="version-pattern-matches-nothing",
+    ),
+    pytest.param(
         "",
         1,
         "the file is empty; expected a mapping starting with 'version: 1'",

@@ -21,9 +21,10 @@ USAGE = {
     "help": "/help",
 }
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_COMMAND_LINE = re.compile(r"^ {0,3}/([A-Za-z][\w-]*)(.*)$")
-_VERSION = re.compile(r"^(?:v?(\d+)|@([A-Za-z0-9][\w.-]*))$")
-_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+# ASCII only: Python's \d and \w also match other scripts' digits and letters
+_COMMAND_LINE = re.compile(r"^ {0,3}/([A-Za-z][A-Za-z0-9_-]*)(.*)$")
+_VERSION = re.compile(r"^(?:v?([0-9]{1,64})|@([A-Za-z0-9][A-Za-z0-9_.-]{0,63}))\Z")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def parse_command(name: str, rest: str, line: str) -> Outcome | None:
 def parse_traffic(value: str) -> tuple[int, int]:
     """`90/10` -> (90, 10): two integers summing to 100 (raises ValueError with the reason)."""
     parts = value.split("/")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
         raise ValueError(
             f"`--traffic` takes BASELINE/CANDIDATE integers such as 90/10, got `{value}`"
         )
@@ -219,7 +220,9 @@ def _parse_promote(args: list[str], line: str) -> Outcome:
 
 
 def _parse_rollback(args: list[str], line: str) -> Outcome:
-    if len(args) == 1 and _NAME.match(args[0]):
+    if args and not _NAME.match(args[0]):
+        return _usage("rollback", f"`{args[0][:40]}` is not an environment name.", line)
+    if len(args) == 1:
         return Rollback(environment=args[0], line=line)
     if len(args) == 3 and args[1].lower() == "to":
         parsed = _VERSION.match(args[2])

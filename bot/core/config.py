@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import posixpath
+import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -18,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from bot.core.errors import ConfigError, ConfigIssue
 from bot.core.fieldpath import parse_field_path
+from bot.core.grammar import DEFAULT_VERSION_PATTERN
 from bot.core.types import (
     DEFAULT_STORAGE_SCHEMES,
     Approvals,
@@ -448,6 +450,9 @@ def _check_models(
                 if key in seen:
                     check.add([*where, "field"], f"sets the same field as set[{seen[key]}]")
                 seen.setdefault(key, j)
+        pattern = _str(model, "version_pattern")
+        if pattern is not None:
+            _check_version_pattern(check, ["models", i, "version_pattern"], pattern)
         traffic = model.get("traffic")
         if isinstance(traffic, dict):
             where = ["models", i, "traffic"]
@@ -460,6 +465,16 @@ def _check_models(
                     _check_field(check, [*where, side], field)
             if traffic.get("baseline") and traffic.get("baseline") == traffic.get("candidate"):
                 check.add([*where, "candidate"], "is the same field as baseline")
+
+
+def _check_version_pattern(check: _Checker, where: list[PathPart], pattern: str) -> None:
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        check.add(where, f"is not a regular expression: {exc}")
+        return
+    if compiled.fullmatch(""):
+        check.add(where, "matches the empty string")
 
 
 def _check_file(
@@ -589,4 +604,5 @@ def _build_model(model: dict[str, Any]) -> Model:
         )
         if traffic
         else None,
+        version_pattern=model.get("version_pattern", DEFAULT_VERSION_PATTERN),
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
 from bot.core.errors import BotError
+from bot.core.grammar import alias_problem, intake_version_problem
 
 
 class PayloadError(BotError):
@@ -296,6 +297,23 @@ def _str(parent: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str):
         what = "missing" if key not in parent else f"expected a string, got {_type_name(value)}"
         raise PayloadError(f"{where}{key}: {what}")
+    return value
+
+
+def _version(parent: Mapping[str, Any], key: str, where: str) -> str:
+    """A model version: a string of the shape every version grammar shares."""
+    value = _str(parent, key, where)
+    problem = intake_version_problem(value)
+    if problem is not None:
+        raise PayloadError(f"{where}{key}: {problem}")
+    return value
+
+
+def _alias(parent: Mapping[str, Any], key: str, where: str) -> str:
+    value = _str(parent, key, where)
+    problem = alias_problem(value)
+    if problem is not None:
+        raise PayloadError(f"{where}{key}: {problem}")
     return value
 
 
@@ -660,7 +678,7 @@ def parse_mlflow(payload: Mapping[str, Any]) -> MlflowEvent | Ignored:
     if name == "model_version.created":
         return ModelVersionCreated(
             name=_str(data, "name", where),
-            version=_str(data, "version", where),
+            version=_version(data, "version", where),
             source=_str(data, "source", where),
             run_id=_opt_str(data, "run_id", where),
             tags=_tags(data),
@@ -669,13 +687,13 @@ def parse_mlflow(payload: Mapping[str, Any]) -> MlflowEvent | Ignored:
     if name == "model_version_alias.created":
         return AliasCreated(
             name=_str(data, "name", where),
-            alias=_str(data, "alias", where),
-            version=_str(data, "version", where),
+            alias=_alias(data, "alias", where),
+            version=_version(data, "version", where),
         )
     if name == "model_version_tag.set":
         return TagSet(
             name=_str(data, "name", where),
-            version=_str(data, "version", where),
+            version=_version(data, "version", where),
             key=_str(data, "key", where),
             value=_str(data, "value", where),
         )
@@ -717,7 +735,7 @@ def parse_databricks(payload: Mapping[str, Any]) -> MlflowEvent | Ignored:
     if event == "MODEL_VERSION_CREATED":
         return ModelVersionCreated(
             name=_str(payload, "model_name", ""),
-            version=_str(payload, "version", ""),
+            version=_version(payload, "version", ""),
             source="",
             run_id="",
             tags={},
@@ -733,7 +751,7 @@ def parse_databricks(payload: Mapping[str, Any]) -> MlflowEvent | Ignored:
         )
         return StageTransition(
             name=_str(payload, "model_name", ""),
-            version=_str(payload, "version", ""),
+            version=_version(payload, "version", ""),
             to_stage=to_stage,
             from_stage=_opt_str(payload, "from_stage", ""),
         )

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 STALE_VERSION = "stale_version"  # older than what the environment runs or is promoted to
 STALE_ALIAS = "stale_alias"  # the alias has moved on since this assignment
 UNSERVABLE = "unservable_location"  # a location the environment's serving cannot load
-REFUSAL_KINDS = (STALE_VERSION, STALE_ALIAS, UNSERVABLE)
+INVALID_VERSION = "invalid_version"  # not what the model's version_pattern allows
+INVALID_SOURCE = "invalid_source"  # a location the bot never uses (script, local, control)
+REFUSAL_KINDS = (STALE_VERSION, STALE_ALIAS, UNSERVABLE, INVALID_VERSION, INVALID_SOURCE)
 
 
 def version_number(version: str) -> int | None:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot.core.grammar import DEFAULT_VERSION_PATTERN
+
 # A repository snapshot: repo-relative POSIX path -> file content.
 Snapshot = Mapping[str, bytes]
 
@@ -57,6 +59,7 @@ class Model:
     registry_name: str  # MLflow registered model name
     set: tuple[SetRule, ...]
     traffic: TrafficRule | None = None
+    version_pattern: str = DEFAULT_VERSION_PATTERN  # whole-match regex
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from bot.core.commands import USAGE as COMMAND_USAGE
 from bot.core.commands import Diff, Help, Merge, Outcome, Promote, Reply, Rollback, parse_comment
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError, TransientError
+from bot.core.grammar import version_problem
 from bot.core.locations import unservable
 from bot.core.planner import did_you_mean, request_from_meta, resolve_target
 from bot.core.promotion import build_plan
@@ -220,6 +221,7 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
     else:
         model, env = resolve_target(state.config, cmd.model, cmd.environment)
         version = cmd.version or _alias_version(deps, model, cmd.alias or "")
+        _check_version(model, version)
         check_promote_from(state, model, env, version)
         open_prs = _refuse_downgrade(deps, ctx, state, model, env, version, cmd)
         source, run_id, note = _source_for(deps, state, model, version)
@@ -241,6 +243,12 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
     if refusal is not None:
         raise PlanError(f"Not promoting: {refusal.reason}.")
     _publish_or_dry_run(deps, ctx, state, request, cmd.dry_run, marker, open_prs)
+
+
+def _check_version(model: Model, version: str) -> None:
+    problem = version_problem(version, model.version_pattern)
+    if problem is not None:
+        raise PlanError(f"Not promoting: {problem}.")
 
 
 def _refuse_downgrade(
@@ -325,6 +333,8 @@ def _rollback(
     env = state.config.environment(cmd.environment)
     assert env is not None  # checked by _target_environment
     model = _rollback_model(deps, ctx, state)
+    if cmd.version is not None:
+        _check_version(model, cmd.version)
     current = read_deployed(state.snapshot, model, env)
     version, source = _version_from_history(deps, state, model, env, current.version, cmd.version)
     request = PromotionRequest(

@@ -8,8 +8,9 @@ from typing import Any
 
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError
+from bot.core.grammar import source_problem, version_problem
 from bot.core.locations import map_artifacts_uri, scheme_of, unservable
-from bot.core.ordering import Refusal, downgrade, stale_alias
+from bot.core.ordering import INVALID_SOURCE, INVALID_VERSION, Refusal, downgrade, stale_alias
 from bot.core.promotion import build_plan
 from bot.core.triggers import RegistryEvent, match_triggers
 from bot.core.types import Environment, Model, PromotionRequest
@@ -130,6 +131,15 @@ def record_refusal(
         deps.on_refused(refusal.kind)
 
 
+def _invalid(model: Model, facts: RegistryFacts) -> Refusal | None:
+    """A version the model's pattern does not allow, or a source the bot never uses."""
+    problem = version_problem(facts.event.version, model.version_pattern)
+    if problem is not None:
+        return Refusal(INVALID_VERSION, problem)
+    problem = source_problem(facts.source) if facts.source else None
+    return Refusal(INVALID_SOURCE, problem) if problem is not None else None
+
+
 def handle_registry_event(
     deps: Deps,
     repo: str,
@@ -149,12 +159,19 @@ def handle_registry_event(
             "%s: no trigger matches %s for %s", repo, facts.event.kind, facts.event.registry_name
         )
         return []
-    source, run_id, note = resolve_source(facts, deps.mlflow)
+    if any(_invalid(m.model, facts) is None for m in matches):
+        source, run_id, note = resolve_source(facts, deps.mlflow)
+    else:  # nothing to resolve for: each match is refused below
+        source, run_id, note = facts.source, facts.run_id, ""
     results = []
     for match in matches:
         env = state.config.environment(match.trigger.promote_to)
         if env is None:  # config validation prevents this
             raise BotError(f"trigger promotes to unknown environment {match.trigger.promote_to}")
+        invalid = _invalid(match.model, facts)
+        if invalid is not None:
+            record_refusal(deps, repo, match.model, env, facts.event.version[:64], invalid)
+            continue
         check_promote_from(state, match.model, env, facts.event.version)
         open_prs = client.list_open_prs(repo, head_prefix=f"gitops-bot/{env.name}/")
         version = facts.event.version
