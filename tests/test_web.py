@@ -6,13 +6,16 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from bot.core.events import CommentCreated, event_from_payload
 from bot.gateways.queue import JobQueue
@@ -253,6 +256,64 @@ def test_oversized_body_is_413_and_creates_no_job(client: FlaskClient, queue: Jo
     response = github_post(client, big)
     assert response.status_code == 413
     assert response.json == {"error": "request body exceeds the 65536 byte limit"}
+    assert jobs(queue) == []
+
+
+def test_a_chunked_body_past_the_limit_is_413_not_a_signature_failure(queue: JobQueue) -> None:
+    """A real HTTP server (chunked transfer encoding is a server concern): 10 MB in chunks,
+    correctly signed, with no Content-Length."""
+    body = json.dumps({**COMMENT, "padding": "x" * (10 * 1024 * 1024)}).encode()
+    signature = "sha256=" + hmac.new(GH_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    server = make_server("127.0.0.1", 0, build(queue), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        response = requests.post(
+            f"http://127.0.0.1:{server.server_port}/webhooks/github",
+            data=(body[i : i + 65536] for i in range(0, len(body), 65536)),  # chunked
+            headers={
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "issue_comment",
+                "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+                "X-Hub-Signature-256": signature,
+            },
+            timeout=30,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 413
+    assert response.json() == {"error": "request body exceeds the 65536 byte limit"}
+    assert jobs(queue) == []
+
+
+@pytest.mark.parametrize("depth", [65, 1000, 20000])
+def test_signed_json_nested_too_deep_is_400_not_500(
+    client: FlaskClient, queue: JobQueue, depth: int
+) -> None:
+    raw = b'{"action": "created", "deep": ' + b"[" * depth + b"]" * depth + b"}"
+    response = github_post(client, None, raw=raw)
+    assert response.status_code == 400
+    assert response.json == {"error": "JSON nested more than 64 levels deep"}
+    mlflow = mlflow_post(client, {"entity": "x", "data": json.loads("[" * 60 + "]" * 60)})
+    assert mlflow.status_code != 500
+    assert jobs(queue) == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"action": "created", "repository": {"full_name": "acme\\ud800/gitops"}}',
+        b'{"action": "created", "comment": {"body": "/merge\\u0000"}}',
+        b'{"action": "created", "\\udfff": 1}',
+    ],
+)
+def test_json_no_database_can_store_is_400_not_a_misleading_503(
+    client: FlaskClient, queue: JobQueue, raw: bytes
+) -> None:
+    response = github_post(client, None, raw=raw)
+    assert response.status_code == 400
+    assert "NUL characters or unpaired surrogates" in response.json["error"]
     assert jobs(queue) == []
 
 

@@ -96,17 +96,60 @@ def _reject(status: int, message: str, outcome: str) -> NoReturn:
 
 
 def _read_body(max_bytes: int) -> bytes:
+    """The body, counted as it is read: a chunked body (no Content-Length) that grows past
+    the limit is a 413 too, never a silently cut body that fails its signature."""
+    too_large = f"request body exceeds the {max_bytes} byte limit"
     if request.content_length is not None and request.content_length > max_bytes:
-        _reject(413, f"request body exceeds the {max_bytes} byte limit", "rejected_too_large")
+        _reject(413, too_large, "rejected_too_large")
+    chunks: list[bytes] = []
+    size = 0
     try:
-        return request.get_data(cache=True)
-    except RequestEntityTooLarge:  # chunked body that grew past MAX_CONTENT_LENGTH
-        _reject(413, f"request body exceeds the {max_bytes} byte limit", "rejected_too_large")
+        while chunk := request.stream.read(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                _reject(413, too_large, "rejected_too_large")
+            chunks.append(chunk)
+    except RequestEntityTooLarge:
+        _reject(413, too_large, "rejected_too_large")
+    return b"".join(chunks)
+
+
+MAX_JSON_DEPTH = 64  # real webhook payloads nest fewer than 10 levels
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL; lone surrogates from \uXXXX escapes
+
+
+def json_problem(value: object, limit: int) -> str | None:
+    """Why a parsed JSON document cannot be taken (None: it can): nested deeper than
+    `limit` containers, or a string holding NUL or half a surrogate pair, which no
+    database stores (PostgreSQL's JSONB refuses \u0000; UTF-8 has no lone surrogates).
+    Iterative: no recursion to blow."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if _UNSTORABLE.search(node):
+                return "JSON strings may not hold NUL characters or unpaired surrogates"
+            continue
+        if isinstance(node, dict):
+            children: list[object] = [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return f"JSON nested more than {MAX_JSON_DEPTH} levels deep"
+        stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
+    except RecursionError:
+        payload = None
+        _reject(400, f"JSON nested more than {MAX_JSON_DEPTH} levels deep", "rejected_json")
     except (UnicodeDecodeError, ValueError):
         _reject(
             400,
@@ -115,6 +158,9 @@ def _json_object(body: bytes) -> dict[str, Any]:
         )
     if not isinstance(payload, dict):
         _reject(400, "request body must be a JSON object", "rejected_json")
+    problem = json_problem(payload, MAX_JSON_DEPTH)
+    if problem is not None:
+        _reject(400, problem, "rejected_json")
     return payload
 
 
@@ -145,7 +191,9 @@ def create_app(
     m = metrics if metrics is not None else Metrics()
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = max_body
+    # one byte more than we accept: Werkzeug cuts a chunked body at this limit without a
+    # word, so `_read_body` must be able to see the byte that makes it too large
+    app.config["MAX_CONTENT_LENGTH"] = max_body + 1
     app.extensions["gitops_bot_metrics"] = m
 
     def enqueue(job: NewJob) -> bool:
