@@ -25,14 +25,14 @@ def _traffic(value: str) -> tuple[int, int]:
 
 
 def _load_local_config(repo: Path):  # type: ignore[no-untyped-def]
-    from bot.core.config import load_config
+    from bot.core.config import load_config_bytes
 
     path = repo / CONFIG_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise BotError(f"{path}: not found (the bot reads its config from {CONFIG_FILE})") from None
-    return load_config(text, CONFIG_FILE)
+    return load_config_bytes(raw, CONFIG_FILE)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

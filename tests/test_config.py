@@ -9,7 +9,13 @@ import pytest
 from jsonschema import Draft202012Validator
 from ruamel.yaml import YAML
 
-from bot.core.config import check_field_path, find_config_line, load_config, schema
+from bot.core.config import (
+    check_field_path,
+    find_config_line,
+    load_config,
+    load_config_bytes,
+    schema,
+)
 from bot.core.errors import ConfigError, ConfigIssue
 from bot.core.types import (
     Approvals,
@@ -509,3 +515,55 @@ def test_example_config_validates_against_the_published_schema() -> None:
 def test_schema_rejects_what_the_loader_rejects_structurally() -> None:
     data = YAML(typ="safe").load(HEAD.replace("auto_merge: true", "auto_merg: true"))
     assert not Draft202012Validator(schema()).is_valid(data)
+
+
+# --------------------------------------------------------------------------- hostile YAML
+
+EXAMPLE_CONFIG = Path(__file__).parent.parent / "examples/fraud-detection/.gitops-bot.yaml"
+LAUGHS = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else 'x, x, x, x, x, x, x, x, x'}]\n"
+    for prev, name in zip(["", "a", "b", "c", "d", "e", "f"], "abcdefg", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "message"),
+    [
+        (("users: [alice]\n      teams: [ml-platform]", "users: [{login: alice}]"), 16,
+         "approvals.users[0]: expected a string, got a mapping"),
+        (("users: [alice]\n      teams: [ml-platform]", "users: [[a], b]"), 16,
+         "approvals.users[0]: expected a string, got a list"),
+        (("version: 1", "version: !!set 1"), 3, "YAML tags (!!set) are not used"),
+        (("version: 1", "version: !!omap x"), 3, "YAML tags (!!omap) are not used"),
+        (("version: 1", "version: !!int one"), 3, "YAML tags (!!int) are not used"),
+        (("auto_merge: true ", "auto_merge: !!bool maybe"), 8, "YAML tags (!!bool)"),
+        (("version: 1", "version: 1\n? [a, b]\n: 1"), 4, "cannot be a mapping key"),
+        (("version: 1", "version: 1\nx: " + "[" * 248 + "]" * 248), 4, "nested more than 32"),
+        (("version: 1", "version: 1\n" + LAUGHS), 8, "aliases expand to more than 20000"),
+    ],
+    ids=["users-dicts", "users-lists", "set", "omap", "int", "bool", "complex-key", "deep",
+         "laughs"],
+)  # fmt: skip
+def test_hostile_yaml_is_a_config_error_with_its_line(edit, line, message):
+    text = EXAMPLE_CONFIG.read_text()
+    assert edit[0] in text
+    issues = _issues(text.replace(edit[0], edit[1]))  # aliases counted, never expanded
+    matching = [i for i in issues if message in i.message]
+    assert matching, [str(i) for i in issues]
+    assert matching[0].line == line
+
+
+def test_a_config_that_is_not_utf8_is_a_config_error_naming_the_line():
+    raw = EXAMPLE_CONFIG.read_bytes().replace(b"name: staging", b"name: stag\xe9ing")
+    with pytest.raises(ConfigError) as caught:
+        load_config_bytes(raw)
+    [issue] = caught.value.issues
+    assert issue.line == 6 and "not UTF-8" in issue.message
+
+
+def test_check_config_on_a_non_utf8_file_exits_2_with_the_reason(tmp_path, capsys):
+    from bot.cli import main
+
+    (tmp_path / ".gitops-bot.yaml").write_bytes(b"version: 1\nenvironments: [\xff]\n")
+    assert main(["check-config", str(tmp_path)]) == 2
+    assert ".gitops-bot.yaml:2: the file is not UTF-8" in capsys.readouterr().err

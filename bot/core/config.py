@@ -46,12 +46,31 @@ def schema() -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(text))
 
 
+def load_config_bytes(raw: bytes, filename: str = ".gitops-bot.yaml") -> Config:
+    """`load_config` of a file's bytes: UTF-8 (a BOM is allowed), or a clear error."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [ConfigIssue(filename, line, f"the file is not UTF-8 (byte {exc.start + 1})")]
+        ) from None
+    return load_config(text, filename)
+
+
 def load_config(text: str, filename: str = ".gitops-bot.yaml") -> Config:
     """Parse and validate a config file; raise ConfigError listing every issue found."""
     try:
+        problem = screen_yaml(text)
+        if problem is not None:
+            raise ConfigError([ConfigIssue(filename, problem[0], problem[1])])
         document = _parse_yaml(text)
     except YAMLError as exc:
         raise ConfigError([_yaml_issue(exc, filename)]) from None
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+        # a constructor the screen did not foresee: still an error about the file
+        message = f"cannot read the YAML ({type(exc).__name__}: {str(exc)[:200]})"
+        raise ConfigError([ConfigIssue(filename, None, message)]) from None
     if document is None:
         raise ConfigError(
             [
@@ -94,6 +113,59 @@ def check_field_path(path: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- parsing
+
+MAX_YAML_DEPTH = 32  # the config nests 6 levels at most
+MAX_YAML_NODES = 20_000  # after expanding aliases: a real config has a few hundred
+
+
+def screen_yaml(text: str) -> tuple[int, str] | None:
+    """(line, why) when the YAML uses what a config never needs and a hostile file abuses:
+    explicit tags (`!!set`, `!!int one`), collections as mapping keys, nesting deeper than
+    MAX_YAML_DEPTH, aliases expanding past MAX_YAML_NODES nodes ("billion laughs").
+    Reads the event stream only: linear time, no recursion, nothing constructed."""
+    stack: list[list[Any]] = []  # per open collection: [is_mapping, items seen, node count]
+    sizes: dict[str, int] = {}
+
+    def add(count: int, line: int) -> tuple[int, str] | None:
+        if stack:
+            stack[-1][1] += 1
+            stack[-1][2] += count
+            if stack[-1][2] > MAX_YAML_NODES:
+                return line, f"aliases expand to more than {MAX_YAML_NODES} nodes"
+        return None
+
+    for event in YAML(typ="rt").parse(text):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        kind = type(event).__name__
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!") and kind in ("ScalarEvent", "SequenceStartEvent",
+                                               "MappingStartEvent"):  # fmt: skip
+            shown = str(tag).replace("tag:yaml.org,2002:", "!!")
+            return line, f"YAML tags ({shown}) are not used in this file"
+        if kind in ("SequenceStartEvent", "MappingStartEvent"):
+            if stack and stack[-1][0] and stack[-1][1] % 2 == 0:
+                return line, "a list or mapping cannot be a mapping key here"
+            if len(stack) >= MAX_YAML_DEPTH:
+                return line, f"nested more than {MAX_YAML_DEPTH} levels deep"
+            stack.append([kind == "MappingStartEvent", 0, 0, event.anchor])
+        elif kind in ("SequenceEndEvent", "MappingEndEvent"):
+            _mapping, _items, count, anchor = stack.pop()
+            if anchor:
+                sizes[anchor] = count + 1
+            problem = add(count + 1, line)
+            if problem:
+                return problem
+        elif kind == "ScalarEvent":
+            if event.anchor:
+                sizes[event.anchor] = 1
+            problem = add(1, line)
+            if problem:
+                return problem
+        elif kind == "AliasEvent":
+            problem = add(sizes.get(event.anchor, 1), line)
+            if problem:
+                return problem
+    return None
 
 
 def _parse_yaml(text: str) -> Any:
@@ -396,7 +468,8 @@ def _check_approvals(check: _Checker, index: int, approvals: Any) -> None:
     required, users, teams = (approvals.get(k) for k in ("required", "users", "teams"))
     if not isinstance(required, int) or isinstance(required, bool):
         return
-    users = users if isinstance(users, list) else []
+    # only well-formed entries count: the schema reports the others with their line
+    users = [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
     teams = teams if isinstance(teams, list) else []
     if users and not teams and required > len(set(users)):
         check.add(

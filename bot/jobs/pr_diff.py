@@ -7,7 +7,7 @@ import logging
 import re
 from typing import Any
 
-from bot.core.config import load_config
+from bot.core.config import load_config_bytes
 from bot.core.rendering import affected_environments, changed_paths, environment_diffs
 from bot.core.report import (
     DIFF_MARKER,
@@ -43,7 +43,7 @@ def default_config(client: Any, repo: str) -> Config:
     raw = client.read_file(repo, CONFIG_FILE, default_sha)
     if raw is None:
         raise MissingConfigError(f"{repo}: no {CONFIG_FILE} on the default branch '{branch}'")
-    return load_config(raw.decode("utf-8-sig"), CONFIG_FILE)
+    return load_config_bytes(raw, CONFIG_FILE)
 
 
 def handle_pr_diff(deps: Deps, repo: str, number: int, config: Config | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core.config import load_config
+from bot.core.config import load_config_bytes
 from bot.core.errors import BotError
 from bot.core.types import Config, Snapshot
 
@@ -32,5 +32,5 @@ def load_repo_state(client: Any, repo: str) -> RepoState:
     raw = snapshot.get(CONFIG_FILE)
     if raw is None:
         raise MissingConfigError(f"{repo}: no {CONFIG_FILE} on the default branch '{branch}'")
-    config = load_config(raw.decode("utf-8-sig"), CONFIG_FILE)
+    config = load_config_bytes(raw, CONFIG_FILE)
     return RepoState(repo=repo, default_branch=branch, sha=sha, snapshot=snapshot, config=config)
