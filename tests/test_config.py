@@ -567,3 +567,12 @@ def test_check_config_on_a_non_utf8_file_exits_2_with_the_reason(tmp_path, capsy
     (tmp_path / ".gitops-bot.yaml").write_bytes(b"version: 1\nenvironments: [\xff]\n")
     assert main(["check-config", str(tmp_path)]) == 2
     assert ".gitops-bot.yaml:2: the file is not UTF-8" in capsys.readouterr().err
+
+
+def test_a_name_with_a_trailing_newline_is_refused():
+    text = EXAMPLE_CONFIG.read_text().replace("name: staging", 'name: "staging\\n"', 1)
+    issues = _issues(text)
+    assert any(
+        i.line == 6 and "environments[0].name" in i.message and "control character" in i.message
+        for i in issues
+    ), [str(i) for i in issues]

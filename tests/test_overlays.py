@@ -923,3 +923,14 @@ def test_real_kustomize_renders_what_the_edits_wrote(tmp_path: Path) -> None:
     assert docs["ConfigMap"]["data"] == {"MODEL_URI": "s3://m/42 #x", "THRESHOLD": "0"}
     containers = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert containers[0]["image"] == "registry.example.com/ml/fraud-detector:v42@sha256:" + "a" * 64
+
+
+def test_a_value_nested_a_thousand_deep_anywhere_is_an_edit_error():
+    deep = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: b\n"
+        "z: " + "[" * 1000 + "]" * 1000 + "\n"
+    ).encode()
+    with pytest.raises(EditError, match="nests too deeply"):
+        apply_edits("cm.yaml", deep, [("data.a", "c")])
+    with pytest.raises(EditError, match="nests too deeply"):
+        read_field("cm.yaml", deep, "data.a")

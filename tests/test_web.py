@@ -317,6 +317,13 @@ def test_json_no_database_can_store_is_400_not_a_misleading_503(
     assert jobs(queue) == []
 
 
+def test_event_names_with_digits_are_acknowledged(client: FlaskClient, queue: JobQueue) -> None:
+    payload = {"action": "created", "projects_v2_item": {"id": 1}, "sender": {"login": "alice"}}
+    response = github_post(client, payload, event="projects_v2_item")
+    assert response.status_code in (200, 202), response.json
+    assert "malformed" not in str(response.json)
+
+
 def test_queue_outage_is_503_so_the_sender_retries(tmp_path: Path) -> None:
     broken = JobQueue.from_url(f"sqlite:///{tmp_path / 'never-migrated.db'}")
     client = build(broken).test_client()

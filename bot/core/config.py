@@ -35,6 +35,7 @@ PLACEHOLDERS = ("storage_uri", "version", "model", "registry_name", "run_id")
 TRIGGER_EVENTS = ("model_version.created", "model_version_alias.created", "model_version_tag.set")
 
 PathPart = str | int
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # --------------------------------------------------------------------------- public API
@@ -396,7 +397,23 @@ def _semantic_issues(data: Any, document: Any) -> list[tuple[int | None, str]]:
     env_paths = _check_environments(check, environments, env_names)
     _check_models(check, models, env_paths)
     _check_triggers(check, _entries(data, "triggers"), env_names, model_names)
+    _check_control_characters(check, data)
     return check.found
+
+
+def _check_control_characters(check: _Checker, data: Any) -> None:
+    """No config string needs a control character; JSON Schema patterns ending in `$` let
+    a final newline through (Python's `$` matches before it), so say it here."""
+    stack: list[tuple[list[PathPart], Any]] = [([], data)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if _CONTROL.search(node):
+                check.add(where, f"{node!r} contains a control character (a newline?)")
+        elif isinstance(node, dict):
+            stack.extend(([*where, str(k)], v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend(([*where, i], v) for i, v in enumerate(node))
 
 
 def _check_unique_names(

@@ -63,12 +63,18 @@ class Match:
 
 
 Segment = Key | Index | Match
+MAX_FIELD_PATH_CHARS = 1000  # real paths are tens of characters
+MAX_SEGMENTS = 64
 
 
 def parse_field_path(path: str) -> tuple[Segment, ...]:
     """Split a Kustomize field path into segments; raise ValueError saying what is wrong."""
     if not path:
         raise ValueError("field path is empty")
+    if len(path) > MAX_FIELD_PATH_CHARS:
+        raise ValueError(
+            f"field path is {len(path)} characters long; at most {MAX_FIELD_PATH_CHARS}"
+        )
     if path != path.strip():
         raise ValueError(f"field path {path!r} has leading or trailing whitespace")
     if any(ch in path for ch in "\n\r\t"):
@@ -113,6 +119,8 @@ def parse_field_path(path: str) -> tuple[Segment, ...]:
                 f"expected '.' after ']' at character {i + 1} of {path!r}, found {path[i]!r}"
             )
         i += 1
+    if len(segments) > MAX_SEGMENTS:
+        raise ValueError(f"field path has {len(segments)} segments; at most {MAX_SEGMENTS}")
     return tuple(segments)
 
 

@@ -29,6 +29,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import posixpath
 import re
@@ -98,10 +99,20 @@ def apply_edits(
     """
     text = _decode(path, content)
     applied: list[tuple[str, str | None, str]] = []
-    for field, value in edits:
-        text, old, new = _apply_one(path, text, field, value)
-        applied.append((field, old, new))
+    with _nesting_guard(path):
+        for field, value in edits:
+            text, old, new = _apply_one(path, text, field, value)
+            applied.append((field, old, new))
     return text.encode("utf-8"), tuple(applied)
+
+
+@contextlib.contextmanager
+def _nesting_guard(path: str) -> Iterator[None]:
+    """YAML nested past Python's recursion limit (anywhere in the file) is an EditError."""
+    try:
+        yield
+    except RecursionError:
+        raise EditError(path, "the file nests too deeply to be read") from None
 
 
 def read_field(path: str, content: bytes, field: str) -> str | None:
@@ -112,8 +123,9 @@ def read_field(path: str, content: bytes, field: str) -> str | None:
     """
     text = _decode(path, content)
     segments = _parse(path, field)
-    docs = _compose(path, text)
-    outcomes = _resolve_all(path, field, docs, segments)
+    with _nesting_guard(path):
+        docs = _compose(path, text)
+        outcomes = _resolve_all(path, field, docs, segments)
     found = [o for o in outcomes if isinstance(o, _Target)]
     if not found:
         deepest = max((o for o in outcomes if isinstance(o, _Failure)), key=_depth, default=None)

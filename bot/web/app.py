@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_TOLERANCE_S = 300.0
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_GITHUB_EVENT = re.compile(r"[a-z_]{1,64}")
+_GITHUB_EVENT = re.compile(r"[a-z0-9_]{1,64}")
 
 
 class WebSettings(Protocol):
