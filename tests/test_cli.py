@@ -116,3 +116,10 @@ def test_console_script_is_installed_and_runs():
         [str(exe), "check-config", str(EXAMPLE)], capture_output=True, text=True
     )
     assert result.returncode == 0 and "OK" in result.stdout
+
+
+def test_check_config_explains_a_tab_with_line_and_column(tmp_path, capsys):
+    (tmp_path / ".gitops-bot.yaml").write_text("version: 1\nenvironments:\n  \t- name: a\n")
+    assert main(["check-config", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert ".gitops-bot.yaml:3:3: tabs are not allowed in YAML; indent with spaces" in err

@@ -181,10 +181,15 @@ def _yaml_issue(exc: YAMLError, filename: str) -> ConfigIssue:
         if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
             mark = exc.context_mark  # e.g. an unclosed quote: point at where it was opened
         line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
         what = exc.problem or exc.context or "syntax error"
+        if "'\\t'" in what:
+            return ConfigIssue(
+                filename, line, "tabs are not allowed in YAML; indent with spaces", column
+            )
         context = f" ({exc.context})" if exc.context and exc.problem else ""
         hint = " - check the indentation" if "<block end>" in what else ""
-        return ConfigIssue(filename, line, f"invalid YAML: {what}{context}{hint}")
+        return ConfigIssue(filename, line, f"invalid YAML: {what}{context}{hint}", column)
     return ConfigIssue(filename, None, f"invalid YAML: {exc}")
 
 

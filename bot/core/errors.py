@@ -14,9 +14,12 @@ class ConfigIssue:
     file: str
     line: int | None  # 1-based, None when not attributable
     message: str
+    column: int | None = None  # 1-based, where the YAML parser knows it
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.line and self.column:
+            where += f":{self.column}"
         return f"{where}: {self.message}"
 
 
