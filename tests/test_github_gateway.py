@@ -213,6 +213,13 @@ def test_a_plain_403_is_permanent() -> None:
     assert "Resource not accessible" in str(error)
 
 
+@pytest.mark.parametrize(("status", "transient"), [(500, True), (502, True), (501, False)])
+def test_only_5xx_that_can_heal_are_retried(status: int, transient: bool) -> None:
+    error = classify(http_error(status, {"message": "Not Implemented"}, {}), "op")
+    assert isinstance(error, TransientError) is transient
+    assert isinstance(error, GitHubError) or transient
+
+
 def test_validation_error_details_are_part_of_the_message() -> None:
     body = {
         "message": "Validation Failed",

@@ -257,6 +257,11 @@ def error_message(exc: GithubException) -> str:
     return _message(exc.data, exc.message or f"HTTP {exc.status}")
 
 
+# 501 Not Implemented (e.g. an endpoint a GitHub Enterprise version lacks) and 505 do not
+# heal by waiting: fail with the reason instead of retrying for minutes
+PERMANENT_5XX = frozenset({501, 505})
+
+
 def classify(exc: BaseException, what: str, now: Callable[[], float] = time.time) -> BotError:
     """Map a PyGithub/requests failure to TransientError (retry later) or GitHubError."""
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
@@ -282,7 +287,7 @@ def classify(exc: BaseException, what: str, now: Callable[[], float] = time.time
             retry_after = max(0.0, float(raw_retry_after))
         except ValueError:
             retry_after = None
-    if status >= 500:
+    if status >= 500 and status not in PERMANENT_5XX:
         return TransientError(f"GitHub {status} during {what}: {message}", retry_after)
     if status in (403, 429):
         lowered = message.lower()
