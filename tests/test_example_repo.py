@@ -209,3 +209,27 @@ def test_argocd_applications_sync_staging_automatically_and_production_manually(
     assert "automated" not in production.get("syncPolicy", {})
     for spec, env in ((staging, "staging"), (production, "production")):
         assert REPO / spec["source"]["path"] == OVERLAYS[env]
+
+
+def test_the_generated_secret_name_suffix_is_redacted_wherever_it_is_referenced(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    from bot.core.diff import redact_documents
+
+    docs = rendered["staging"]
+    [secret] = [d for d in docs if d["kind"] == "Secret"]
+    name = secret["metadata"]["name"]
+    assert name.startswith("fraud-models-s3-") and len(name) == len("fraud-models-s3-") + 10
+    referencing = [d for d in docs if d["kind"] == "Model" and d["spec"]["secretName"] == name]
+    assert referencing, "the Models name the generated Secret"
+
+    redacted = redact_documents(docs)
+    text = repr(redacted)
+    assert name[-10:] not in text  # the content hash never shows
+    [secret_after] = [d for d in redacted if d["kind"] == "Secret"]  # type: ignore[index]
+    new_name = secret_after["metadata"]["name"]  # type: ignore[index]
+    assert new_name.startswith("fraud-models-s3-<redacted sha256:")
+    models = [d for d in redacted if d["kind"] == "Model"]  # type: ignore[index]
+    assert {m["spec"]["secretName"] for m in models} == {new_name}  # type: ignore[index]
+    config_maps = [d["metadata"]["name"] for d in redacted if d["kind"] == "ConfigMap"]  # type: ignore[index]
+    assert all("redacted" not in n for n in config_maps)  # ConfigMap suffixes stay

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -87,13 +88,54 @@ def _sorted(value: object) -> object:
     return value
 
 
+# Kustomize's generated-name suffix: 10 characters of a content hash, in an alphabet without
+# vowels (api/hasher: "bcdfghjklmnpqrstvwxz2456789").
+_GENERATED_NAME = re.compile(r"^(.+)-([bcdfghjklmnpqrstvwxz2456789]{10})$")
+
+
+def generated_secret_names(docs: list[object]) -> dict[str, str]:
+    """{name: redacted name} of Secrets whose generated suffix hashes their content: the
+    suffix is a fingerprint of the secret, so it gets the same keyed marker as a value."""
+    names: dict[str, str] = {}
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != "Secret":
+            continue
+        metadata = doc.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        match = _GENERATED_NAME.match(name) if isinstance(name, str) else None
+        if match:
+            names[name] = f"{match.group(1)}-{redaction_marker(match.group(2))}"  # type: ignore[index]
+    return names
+
+
+def _rename(value: object, names: Mapping[str, str]) -> object:
+    """Every string equal to a generated Secret name (its references too) replaced."""
+    if isinstance(value, str):
+        return names.get(value, value)
+    if isinstance(value, dict):
+        return {k: _rename(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rename(v, names) for v in value]
+    return value
+
+
 def redact_rendered(text: str) -> str:
-    """Rendered multi-document YAML, normalised, with every secret value redacted."""
+    """Rendered multi-document YAML, normalised, with every secret value redacted (and the
+    content-hash suffixes of generated Secret names, wherever they are referenced)."""
     try:
         docs = _load(text)
     except (YAMLError, ValueError):
         return WITHHELD
-    return "---\n".join(_dump(redact_resource(d)) for d in docs)
+    return "---\n".join(_dump(d) for d in redact_documents(docs))
+
+
+def redact_documents(docs: list[object]) -> list[object]:
+    """Every resource of a render redacted: Secret values, last-applied annotations, and
+    generated Secret name suffixes wherever the name is referenced."""
+    names = generated_secret_names(docs)
+    if names:
+        docs = [_rename(d, names) for d in docs]
+    return [redact_resource(d) for d in docs]
 
 
 def resource_key(doc: object) -> str:
@@ -228,7 +270,7 @@ def _redacted(result: RenderResult) -> tuple[RenderResult, dict[str, object] | N
     if not result.ok:
         return replace(result, output=""), None
     try:
-        docs = [redact_resource(d) for d in _load(result.output)]
+        docs = redact_documents(_load(result.output))
     except (YAMLError, ValueError) as exc:
         error = f"rendered output is not valid YAML: {' '.join(str(exc).split())}"
         return RenderResult(overlay=result.overlay, ok=False, error=error), None
