@@ -105,3 +105,20 @@ def test_promote_to_an_older_version_needs_allow_downgrade(bot, fake_github, git
     [pr] = fake.prs(repo)
     assert pr["title"] == "Promote fraud-detector v5 to staging" and pr["merged"]
     assert staging_tag(fake, repo) == "v5"
+
+
+def test_a_job_in_backoff_does_not_hold_up_a_users_help(bot, fake_github, gitops_repo):
+    repo, fake = gitops_repo, fake_github
+    # GitHub keeps failing the archive download: the registry job backs off and waits
+    fake.fail_next("GET", r"/tarball/", status=502, count=100)
+    deliver(bot, "9")
+    [waiting] = [j for j in bot.jobs() if j["kind"] == "model_version.created"]
+    assert waiting["status"] == "queued" and "502" in (waiting["last_error"] or "")
+
+    issue = fake.open_issue(repo, "help")
+    bot.deliver_github("issue_comment", fake.payload_issue_comment(repo, issue, "alice", "/help"))
+    bot.drain()
+    [reply] = [c for c in fake.comments(repo, issue) if c["user"]["login"] == fake.bot_login]
+    assert "/promote" in reply["body"]
+    [still] = [j for j in bot.jobs() if j["kind"] == "model_version.created"]
+    assert still["status"] == "queued"  # still waiting out its delay, in order for later

@@ -149,22 +149,41 @@ def test_jobs_of_different_repos_and_without_repo_run_in_parallel(queue: JobQueu
     assert queue.counts()["running"] == 4
 
 
-def test_a_job_waiting_to_retry_blocks_newer_jobs_of_its_repo(queue: JobQueue) -> None:
-    a1, a2, b1 = new("acme/a"), new("acme/a"), new("acme/b")
-    for job in (a1, a2, b1):
+def test_a_job_waiting_to_retry_lets_newer_jobs_of_its_repo_pass_one_at_a_time(
+    queue: JobQueue,
+) -> None:
+    a1, a2, a3, b1 = new("acme/a"), new("acme/a"), new("acme/a"), new("acme/b")
+    for job in (a1, a2, a3, b1):
         queue.enqueue(job)
     first = queue.claim("w1")
     assert first is not None and first.delivery_id == a1.delivery_id
     assert queue.retry(first, "GitHub answered 502", delay_seconds=3600)
-    other = queue.claim("w1")
+    passing = queue.claim("w1")
+    assert passing is not None and passing.delivery_id == a2.delivery_id  # not held up
+    other = queue.claim("w2")
     assert other is not None and other.delivery_id == b1.delivery_id
-    assert queue.claim("w1") is None  # a1 not due yet, a2 behind it
+    assert queue.claim("w3") is None  # a3 waits: a2 holds the lane
+    assert queue.complete(passing)
+    third = queue.claim("w3")
+    assert third is not None and third.delivery_id == a3.delivery_id
     row = status_of(queue, first.id)
     assert (row["status"], row["attempts"], row["last_error"]) == (
         "queued",
         1,
         "GitHub answered 502",
     )
+
+
+def test_a_retried_job_goes_first_again_once_it_is_due(queue: JobQueue) -> None:
+    a1, a2 = new("acme/a"), new("acme/a")
+    for job in (a1, a2):
+        queue.enqueue(job)
+    first = queue.claim("w1")
+    assert first is not None
+    assert queue.retry(first, "GitHub answered 502", delay_seconds=0)
+    again = queue.claim("w1")
+    assert again is not None and again.delivery_id == a1.delivery_id
+    assert queue.claim("w2") is None  # the lane is busy again
 
 
 # --- leases -------------------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 Semantics (both backends):
 - `enqueue` is idempotent on `delivery_id` (unique constraint) and durable when it returns.
 - `claim` takes the oldest runnable job — queued with `run_at <= now`, or running with an
-  expired lease (its worker died) — whose repo lane is free. Lanes are strict FIFO: a job of
-  repo R is claimable only when no OLDER unfinished (queued/running) job of R exists and no
-  other job of R is running under a live lease. A job waiting out a retry delay therefore
-  blocks the newer jobs of its repo: promotions must apply in the order they were asked for.
+  expired lease (its worker died) — whose repo lane is free. Lanes run one job at a time, in
+  order: a job of repo R is claimable only when no OLDER job of R is due or running and no
+  other job of R is running under a live lease. A job waiting out a retry delay does not
+  hold up the newer jobs of its repo (a user's `/help` must not wait minutes behind a GitHub
+  outage); order does not need it: promotions are monotonic by version (`bot.core.ordering`)
+  and every other job re-reads the state it acts on. Once due, it goes first again.
   Jobs without a repo (`repo=None`) have no lane and run in parallel with anything.
 - Every claim increments `attempts` and issues a fresh `lease_token`; heartbeat, complete,
   retry and fail act only while the token matches, so a worker whose lease expired and whose

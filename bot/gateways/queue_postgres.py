@@ -55,7 +55,8 @@ CREATE INDEX IF NOT EXISTS jobs_open_by_repo ON {jobs} (repo, id)
 """
 
 # A job is runnable when queued and due, or running under an expired lease; its lane is free
-# when no older unfinished job of its repo exists and no other job of it holds a live lease.
+# when no older job of its repo is due or running and no other job of it holds a live lease
+# (an older job waiting out a retry delay lets newer ones pass).
 # (The second test matters: identity values are handed out before commit, so a job with a
 # smaller id can become visible after a newer one of the same repo was already claimed.)
 _RUNNABLE = """
@@ -64,7 +65,7 @@ AND ((j.status = 'queued' AND j.run_at <= now())
      OR (j.status = 'running' AND j.lease_expires_at < now()))
 AND (j.repo IS NULL OR (
       NOT EXISTS (SELECT 1 FROM {jobs} o WHERE o.repo = j.repo AND o.id < j.id
-                  AND o.status IN ('queued', 'running'))
+                  AND (o.status = 'running' OR (o.status = 'queued' AND o.run_at <= now())))
   AND NOT EXISTS (SELECT 1 FROM {jobs} r WHERE r.repo = j.repo AND r.id <> j.id
                   AND r.status = 'running' AND r.lease_expires_at >= now())))
 """
@@ -79,8 +80,9 @@ WHERE status = 'running' AND lease_expires_at < now() AND attempts >= %(max_atte
 # a claim cheap when a backlog of thousands of jobs waits behind a few busy lanes.
 _CANDIDATES = (
     "SELECT j.id, j.repo FROM {jobs} j WHERE (j.repo IS NULL OR j.id IN ("
-    "SELECT min(h.id) FROM {jobs} h WHERE h.status IN ('queued', 'running')"
-    " AND h.repo IS NOT NULL GROUP BY h.repo)) AND " + _RUNNABLE + " ORDER BY j.id LIMIT %s"
+    "SELECT min(h.id) FROM {jobs} h WHERE h.repo IS NOT NULL"
+    " AND (h.status = 'running' OR (h.status = 'queued' AND h.run_at <= now()))"
+    " GROUP BY h.repo)) AND " + _RUNNABLE + " ORDER BY j.id LIMIT %s"
 )
 
 # Runs in its own statement AFTER the lane's advisory lock is held, so its snapshot sees

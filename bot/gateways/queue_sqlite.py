@@ -64,14 +64,15 @@ WHERE status = 'running' AND lease_expires_at < :now AND attempts >= :max_attemp
 _PICK = """
 SELECT j.id FROM jobs j
 WHERE (j.repo IS NULL OR j.id IN (
-        SELECT min(h.id) FROM jobs h WHERE h.status IN ('queued', 'running')
-        AND h.repo IS NOT NULL GROUP BY h.repo))
+        SELECT min(h.id) FROM jobs h WHERE h.repo IS NOT NULL
+        AND (h.status = 'running' OR (h.status = 'queued' AND h.run_at <= :now))
+        GROUP BY h.repo))
   AND j.status IN ('queued', 'running')
   AND ((j.status = 'queued' AND j.run_at <= :now)
        OR (j.status = 'running' AND j.lease_expires_at < :now))
   AND (j.repo IS NULL OR (
         NOT EXISTS (SELECT 1 FROM jobs o WHERE o.repo = j.repo AND o.id < j.id
-                    AND o.status IN ('queued', 'running'))
+                    AND (o.status = 'running' OR (o.status = 'queued' AND o.run_at <= :now)))
     AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.repo = j.repo AND r.id <> j.id
                     AND r.status = 'running' AND r.lease_expires_at >= :now)))
 ORDER BY j.id
