@@ -25,7 +25,7 @@ from bot.gateways.github import (
     MergeNotAllowedError,
     truncate,
 )
-from bot.gateways.github_archive import SnapshotCache, extract_tarball
+from bot.gateways.github_archive import FILE_OVERHEAD_BYTES, SnapshotCache, extract_tarball
 from bot.gateways.github_http import classify, path_template
 
 API = "https://api.github.com"
@@ -139,7 +139,7 @@ def test_snapshot_larger_than_the_limit_is_refused() -> None:
 
 
 def test_snapshot_cache_evicts_least_recently_used_by_bytes() -> None:
-    cache = SnapshotCache(max_bytes=2500)
+    cache = SnapshotCache(max_bytes=2600)
     entries = {sha: extract_tarball(tar_gz([(member("p/f"), b"x" * 1000)]), max_bytes=5000)
                for sha in ("a" * 40, "b" * 40, "c" * 40)}  # fmt: skip
     cache.put("o/r", "a" * 40, entries["a" * 40])
@@ -148,9 +148,27 @@ def test_snapshot_cache_evicts_least_recently_used_by_bytes() -> None:
     cache.put("o/r", "c" * 40, entries["c" * 40])
     assert cache.get("o/r", "b" * 40) is None
     assert cache.get("O/R", "a" * 40) is not None
-    assert cache.size == 2000
+    assert entries["a" * 40].size == 1000 + len("f") + FILE_OVERHEAD_BYTES
+    assert cache.size == 2 * entries["a" * 40].size
     cache.put("o/r", "main", entries["a" * 40])  # a branch name is not an immutable key
     assert cache.get("o/r", "main") is None
+
+
+def test_many_empty_files_with_long_paths_are_not_free_to_the_cache() -> None:
+    long = "d" * 200
+    data = tar_gz([(member(f"p/{long}/{i:05d}.yaml"), b"") for i in range(20_000)])
+    entry = extract_tarball(data, max_bytes=64 << 20)
+    assert entry.size >= 20_000 * (len(long) + FILE_OVERHEAD_BYTES)  # was 0: never evicted
+    cache = SnapshotCache(max_bytes=10 << 20)
+    for i in range(3):
+        cache.put("o/r", f"{i:040d}", entry)
+    assert cache.size <= 10 << 20 and len(cache) == 1
+
+
+def test_snapshot_with_more_files_than_allowed_is_refused() -> None:
+    data = tar_gz([(member(f"p/{i}.yaml"), b"") for i in range(11)])
+    with pytest.raises(Exception, match="snapshot has more than 10 files"):
+        extract_tarball(data, max_bytes=1 << 20, max_files=10)
 
 
 # --------------------------------------------------------------------------- small pieces

@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
+# What one file costs in memory beyond its bytes (dict slots, the path and bytes objects):
+# an archive of 100k empty files with long paths must not look free to the cache.
+FILE_OVERHEAD_BYTES = 256
+DEFAULT_MAX_FILES = 50_000
 MODE_FILE, MODE_EXEC, MODE_LINK = "100644", "100755", "120000"
 
 
@@ -106,8 +110,13 @@ def _relative(name: str) -> str | None:
     return "/".join(rest)
 
 
-def extract_tarball(data: bytes, *, max_bytes: int) -> SnapshotEntry:
-    """Regular files of a GitHub tarball, keyed by repo-relative path; symlinks never followed."""
+def extract_tarball(
+    data: bytes, *, max_bytes: int, max_files: int = DEFAULT_MAX_FILES
+) -> SnapshotEntry:
+    """Regular files of a GitHub tarball, keyed by repo-relative path; symlinks never followed.
+
+    `size` counts what the entry costs in memory (content, paths, per-file overhead); more
+    than `max_bytes` of it or more than `max_files` entries is an ArchiveError."""
     files: dict[str, bytes] = {}
     modes: dict[str, str] = {}
     links: dict[str, bytes] = {}
@@ -124,7 +133,11 @@ def extract_tarball(data: bytes, *, max_bytes: int) -> SnapshotEntry:
                     continue
                 if member.isdir():
                     dirs.add(path)
-                elif member.isfile():
+                    continue
+                if len(files) + len(links) >= max_files:
+                    raise ArchiveError(f"snapshot has more than {max_files} files")
+                total += len(path) + FILE_OVERHEAD_BYTES
+                if member.isfile():
                     total += member.size
                     if total > max_bytes:
                         raise ArchiveError(f"snapshot exceeds {max_bytes} bytes")
@@ -147,7 +160,8 @@ def extract_tarball(data: bytes, *, max_bytes: int) -> SnapshotEntry:
 
 
 class SnapshotCache:
-    """LRU of (repo, commit sha) -> SnapshotEntry, bounded by total file bytes; thread-safe."""
+    """LRU of (repo, commit sha) -> SnapshotEntry, bounded by the entries' memory (content,
+    paths and per-file overhead); thread-safe."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
