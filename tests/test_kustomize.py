@@ -292,3 +292,14 @@ def test_render_pair_reports_an_overlay_added_at_head(renderer, snapshot):
     assert head_r.ok
     diff = diff_environment("dev", "overlays/dev", base_r, head_r)
     assert {c.status for c in diff.changes} == {"added"}
+
+
+def test_a_build_past_its_memory_limit_fails_with_that_reason(tmp_path):
+    snapshot = {
+        "o/kustomization.yaml": b"resources:\n  - cm.yaml\n",
+        "o/cm.yaml": b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    }
+    starved = Renderer(KUBECTL, max_memory_bytes=256 * 1024 * 1024).render(snapshot, ["o"])["o"]
+    assert not starved.ok
+    assert starved.error == "Kustomize exceeded its 256 MiB memory limit"
+    assert Renderer(KUBECTL).render(snapshot, ["o"])["o"].ok  # the default 2 GiB is enough

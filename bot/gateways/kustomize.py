@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import selectors
 import shutil
 import signal
@@ -35,6 +36,9 @@ _STDERR_LIMIT = 64 * 1024
 # bot's loopback included), there is no git on PATH and HTTP(S) goes to a dead proxy.
 _DEAD_PROXY = "http://127.0.0.1:9"
 _TRUSTED_PATH = "/usr/local/bin:/usr/bin:/bin"
+_OUT_OF_MEMORY = re.compile(
+    r"fatal error: (out of memory|failed to reserve)|cannot allocate memory"
+)
 
 
 class UnsafePathError(ValueError):
@@ -192,6 +196,7 @@ class Renderer:
         max_workers: int = 4,
         isolation: str = "required",
         unshare: str | None = None,
+        max_memory_bytes: int | None = 2 * 1024 * MiB,
     ) -> None:
         resolved = binary or default_binary()
         if not resolved:
@@ -204,6 +209,10 @@ class Renderer:
         self.max_workers = max_workers
         self.isolation = isolation
         self._unshare = unshare
+        # address-space cap of each build, set by util-linux `prlimit` on the child (no
+        # preexec_fn: builds start from several threads). Go needs ~1 GiB of it to start.
+        self.max_memory_bytes = max_memory_bytes
+        self._prlimit = shutil.which("prlimit", path=_TRUSTED_PATH) if max_memory_bytes else None
         self._jail: tuple[list[str], str] | None = None  # probed on the first untrusted build
 
     def jail(self) -> tuple[list[str], str]:
@@ -344,12 +353,19 @@ class Renderer:
                     job.overlay, ok=False, error=NO_ISOLATION_ERROR.format(reason=reason)
                 )
             argv = [*prefix, *argv]
+        if self._prlimit and self.max_memory_bytes:
+            argv = [self._prlimit, f"--as={self.max_memory_bytes}", "--", *argv]
         env = build_env(home, trusted=job.trusted, empty_bin=empty_bin)
         outcome = _run(argv, job.root, env, self.timeout_s, self.max_output_bytes)
         if outcome.failure:
             return RenderResult(job.overlay, ok=False, error=outcome.failure)
         if outcome.returncode != 0:
             text = outcome.stderr.decode("utf-8", errors="replace").strip()
+            if self._prlimit and _OUT_OF_MEMORY.search(text):
+                limit = (self.max_memory_bytes or 0) // MiB
+                return RenderResult(
+                    job.overlay, ok=False, error=f"Kustomize exceeded its {limit} MiB memory limit"
+                )
             text = text.split("\ngoroutine ", 1)[0].strip()  # a Go panic's stack helps nobody
             text = text or f"kustomize exited with status {outcome.returncode}"
             return RenderResult(job.overlay, ok=False, error=_relativise(text, job.root))
