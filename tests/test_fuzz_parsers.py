@@ -30,20 +30,13 @@ from bot.gateways.queue import JobQueue
 from bot.settings import Secret, Settings
 from bot.web.app import create_app
 
-settings.register_profile(
-    "ci",
-    max_examples=500,
-    deadline=10_000,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-settings.register_profile(
-    "nightly",
-    max_examples=5000,
-    deadline=10_000,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+_COMMON: dict[str, Any] = {
+    "deadline": 10_000,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+}
+settings.register_profile("ci", max_examples=500, **_COMMON)
+settings.register_profile("nightly", max_examples=5000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent

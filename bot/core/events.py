@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
@@ -300,21 +300,24 @@ def _str(parent: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _checked(
+    parent: Mapping[str, Any], key: str, where: str, problem: Callable[[str], str | None]
+) -> str:
+    """A string that must also pass its grammar (`problem` says why not)."""
+    value = _str(parent, key, where)
+    why = problem(value)
+    if why is not None:
+        raise PayloadError(f"{where}{key}: {why}")
+    return value
+
+
 def _version(parent: Mapping[str, Any], key: str, where: str) -> str:
     """A model version: a string of the shape every version grammar shares."""
-    value = _str(parent, key, where)
-    problem = intake_version_problem(value)
-    if problem is not None:
-        raise PayloadError(f"{where}{key}: {problem}")
-    return value
+    return _checked(parent, key, where, intake_version_problem)
 
 
 def _alias(parent: Mapping[str, Any], key: str, where: str) -> str:
-    value = _str(parent, key, where)
-    problem = alias_problem(value)
-    if problem is not None:
-        raise PayloadError(f"{where}{key}: {problem}")
-    return value
+    return _checked(parent, key, where, alias_problem)
 
 
 def _opt_str(parent: Mapping[str, Any], key: str, where: str) -> str:

@@ -11,7 +11,7 @@ from bot.core.planner import request_from_meta
 from bot.core.promotion import build_plan
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
-from bot.jobs.publish import Published, publish_on_default_branch
+from bot.jobs.publish import Published, list_env_prs, publish_on_default_branch
 from bot.jobs.registry import record_refusal, refuse_backwards
 from bot.jobs.repo_state import load_repo_state
 
@@ -39,7 +39,7 @@ def promote_next(deps: Deps, repo: str, meta: Mapping[str, object], number: int)
             traffic=None,
             trigger=f"auto_promote after #{number} merged into {merged_env}",
         )
-        open_prs = client.list_open_prs(repo, head_prefix=f"gitops-bot/{env.name}/")
+        open_prs = list_env_prs(client, repo, env.name)
         model = state.config.model(request.model)
         if model is not None:
             refusal = refuse_backwards(deps, repo, state, model, env, request.version, open_prs)

@@ -21,7 +21,7 @@ from bot.gateways.records import PromotionRecord
 from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.merge_gate import GateResult, can_act_for, evaluate_pr
 from bot.jobs.pr_diff import handle_pr_diff
-from bot.jobs.publish import publish_on_default_branch
+from bot.jobs.publish import list_env_prs, publish_on_default_branch
 from bot.jobs.registry import (
     RegistryFacts,
     check_promote_from,
@@ -264,7 +264,7 @@ def _refuse_downgrade(
     environment's open PRs it listed (None when it had no need to)."""
     if cmd.allow_downgrade:
         return None
-    open_prs: list[Any] = deps.client.list_open_prs(ctx.repo, head_prefix=f"gitops-bot/{env.name}/")
+    open_prs = list_env_prs(deps.client, ctx.repo, env.name)
     refusal = refuse_backwards(deps, ctx.repo, state, model, env, version, open_prs)
     if refusal is not None:
         raise PlanError(

@@ -24,7 +24,7 @@ from bot.core.triggers import RegistryEvent
 from bot.core.types import Config
 from bot.jobs.chain import promote_next
 from bot.jobs.chatops import CommentContext, handle_comment
-from bot.jobs.deps import Deps
+from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.merge_gate import evaluate_pr, find_open_prs_for_sha
 from bot.jobs.reconcile import reconcile_repo
 from bot.jobs.registry import RegistryFacts, handle_registry_event
@@ -175,8 +175,7 @@ def _pull_request(deps: Deps, event: PullRequestEvent) -> None:
     is rendered before the gate can pass, and the gate applies by effect."""
     repo, number = event.repo, event.number
     if event.action == "closed":
-        own = event.author == deps.bot_login and event.head_repo.lower() == repo.lower()
-        promotion = deps.records.promotion(repo, number) if own and event.merged else None
+        promotion = promotion_of(deps, repo, event) if event.merged else None
         if promotion is not None:  # a human clicked "Merge" on a promotion PR
             _on_merged(deps, repo)(promotion.meta, number)
         return

@@ -7,7 +7,6 @@ import logging
 import re
 from typing import Any
 
-from bot.core.config import load_config_bytes
 from bot.core.rendering import affected_environments, changed_paths, environment_diffs
 from bot.core.report import (
     DIFF_MARKER,
@@ -20,7 +19,7 @@ from bot.core.types import Config
 from bot.gateways.records import PromotionRecord, RenderRecord
 from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.publish import publish_render_check
-from bot.jobs.repo_state import CONFIG_FILE, MissingConfigError
+from bot.jobs.repo_state import CONFIG_FILE
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +36,12 @@ def diff_comment_key(index: int) -> str:
     return DIFF_MARKER if index == 1 else f"<!-- {DIFF_PART_MARKER} {index}/"
 
 
-def default_config(client: Any, repo: str) -> Config:
-    """The default branch's config: never the PR's own."""
-    branch, default_sha = client.default_branch(repo)
-    raw = client.read_file(repo, CONFIG_FILE, default_sha)
-    if raw is None:
-        raise MissingConfigError(f"{repo}: no {CONFIG_FILE} on the default branch '{branch}'")
-    return load_config_bytes(raw, CONFIG_FILE)
-
-
-def handle_pr_diff(deps: Deps, repo: str, number: int, config: Config | None = None) -> int:
-    """Render an open PR's head; returns how many environments it reaches (-1: closed)."""
+def handle_pr_diff(deps: Deps, repo: str, number: int, config: Config) -> int:
+    """Render an open PR's head with the default branch's `config`; returns how many
+    environments it reaches (-1: closed)."""
     pr = deps.client.get_pr(repo, number)
     if pr.state != "open":
         return -1
-    config = config or default_config(deps.client, repo)
     record = render_pull_request(deps, repo, pr, config, promotion_of(deps, repo, pr))
     return len(record.environments)
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.core.planner import BRANCH_PREFIX
 from bot.core.rendering import render_changed
 from bot.core.report import render_pull_request
 from bot.core.templating import render_template
@@ -72,7 +73,17 @@ def publish_render_check(
 
 
 def env_prefix(plan: Plan) -> str:
-    return f"gitops-bot/{plan.environment.name}/"
+    return branch_prefix(plan.environment.name)
+
+
+def branch_prefix(environment: str) -> str:
+    """The branches of one environment's promotions: `gitops-bot/<env>/`."""
+    return f"{BRANCH_PREFIX}{environment}/"
+
+
+def list_env_prs(client: Any, repo: str, environment: str) -> list[Any]:
+    """Open PRs from the repository's own branches of one environment's promotions."""
+    return list(client.list_open_prs(repo, head_prefix=branch_prefix(environment)))
 
 
 def close_superseded(
@@ -89,7 +100,7 @@ def close_superseded(
     `open_prs`: the environment's open bot PRs, if the caller already listed them."""
     closed = []
     if open_prs is None:
-        open_prs = client.list_open_prs(repo, head_prefix=env_prefix(plan))
+        open_prs = list_env_prs(client, repo, plan.environment.name)
     candidates = [p for p in open_prs if p.number != current.number and p.author == current.author]
     known = records.promotions(repo, [p.number for p in candidates])
     for pr in candidates:
@@ -133,7 +144,7 @@ def publish_plan(
     # (`open_prs`: the environment's open PRs, when the caller listed them already).
     if plan.branch.startswith(env_prefix(plan)):
         if open_prs is None:
-            open_prs = client.list_open_prs(repo, head_prefix=env_prefix(plan))
+            open_prs = list_env_prs(client, repo, plan.environment.name)
         pr = next((p for p in open_prs if p.head_ref == plan.branch), None)
     else:
         pr = client.find_open_pr(repo, plan.branch)

@@ -12,6 +12,7 @@ from bot.core.triggers import RegistryEvent
 from bot.core.types import Environment, Model, Trigger
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
+from bot.jobs.publish import list_env_prs
 from bot.jobs.registry import RegistryFacts, handle_registry_event, open_promotion_versions
 from bot.jobs.repo_state import load_repo_state
 
@@ -97,7 +98,7 @@ def _registry_target(
 
 def _already_open(deps: Deps, repo: str, model: Model, env: Environment, version: str) -> bool:
     """Does an open promotion PR of the bot take `env` to `version` (or beyond) already?"""
-    open_prs = deps.client.list_open_prs(repo, head_prefix=f"gitops-bot/{env.name}/")
+    open_prs = list_env_prs(deps.client, repo, env.name)
     pending = open_promotion_versions(deps, repo, model, env, open_prs)
     return (
         version in pending

@@ -16,7 +16,7 @@ from bot.core.triggers import RegistryEvent, match_triggers
 from bot.core.types import Environment, Model, PromotionRequest
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
-from bot.jobs.publish import Published, publish_on_default_branch
+from bot.jobs.publish import Published, list_env_prs, publish_on_default_branch
 from bot.jobs.repo_state import RepoState, load_repo_state
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,8 @@ def handle_registry_event(
             "%s: no trigger matches %s for %s", repo, facts.event.kind, facts.event.registry_name
         )
         return []
-    if any(_invalid(m.model, facts) is None for m in matches):
+    invalid = {m.model.name: _invalid(m.model, facts) for m in matches}
+    if any(refusal is None for refusal in invalid.values()):
         source, run_id, note = resolve_source(facts, deps.mlflow)
     else:  # nothing to resolve for: each match is refused below
         source, run_id, note = facts.source, facts.run_id, ""
@@ -168,12 +169,12 @@ def handle_registry_event(
         env = state.config.environment(match.trigger.promote_to)
         if env is None:  # config validation prevents this
             raise BotError(f"trigger promotes to unknown environment {match.trigger.promote_to}")
-        invalid = _invalid(match.model, facts)
-        if invalid is not None:
-            record_refusal(deps, repo, match.model, env, facts.event.version[:64], invalid)
+        refused = invalid[match.model.name]
+        if refused is not None:
+            record_refusal(deps, repo, match.model, env, facts.event.version[:64], refused)
             continue
         check_promote_from(state, match.model, env, facts.event.version)
-        open_prs = client.list_open_prs(repo, head_prefix=f"gitops-bot/{env.name}/")
+        open_prs = list_env_prs(client, repo, env.name)
         version = facts.event.version
         refusal = refuse_backwards(deps, repo, state, match.model, env, version, open_prs)
         if refusal is None and facts.event.alias and deps.mlflow is not None:
