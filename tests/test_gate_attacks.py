@@ -297,3 +297,21 @@ def test_a_refused_merge_leaves_the_check_pending_and_a_later_merge_updates_the_
     assert fake.pr(repo, number)["merged"]
     [after] = [c for c in fake.comments(repo, number) if "gitops-bot:merge-blocked" in c["body"]]
     assert after["id"] == blocked["id"] and "could not merge" not in after["body"]
+
+
+def test_merge_by_a_writer_not_eligible_for_production_is_refused_by_the_bot_not_github(
+    bot, fake_github, gitops_repo
+):
+    repo, fake = gitops_repo, fake_github
+    number = production_pr(bot, fake, repo)
+    # the gate holds once bob approves, but GitHub refuses that first merge ...
+    fake.fail_next("PUT", r"/pulls/\d+/merge$", status=405, body=shapes.error("blocked"))
+    review(bot, fake, repo, number, "bob")
+    assert not fake.pr(repo, number)["merged"]
+    # ... and mallory (write access, not eligible for production) asks to merge
+    comment(bot, fake, repo, number, "mallory", "/merge")
+    assert not fake.pr(repo, number)["merged"]
+    reply = [c for c in fake.comments(repo, number) if c["user"]["login"] == fake.bot_login][-1]
+    assert "⛔ Not merging:" in reply["body"]
+    assert "mallory is not among those allowed for production" in reply["body"]
+    assert "GitHub refused" not in reply["body"]
