@@ -125,11 +125,9 @@ class PullRequestInfo:
 @dataclass(frozen=True)
 class Comparison:
     """`base...head` as GitHub compares it: where the branch left base, and who made its
-    commits (at most 250 listed; `total_commits` says how many there are)."""
+    commits (GitHub lists at most 250 of them)."""
 
     merge_base: str
-    total_commits: int
-    commits: tuple[str, ...]  # shas, oldest first
     people: frozenset[str]  # lower-case logins of the listed commits' authors and committers
 
 
@@ -703,8 +701,6 @@ class InstallationClient:
         }
         return Comparison(
             merge_base=str((data.get("merge_base_commit") or {}).get("sha") or base),
-            total_commits=int(data.get("total_commits") or 0),
-            commits=tuple(str(item["sha"]) for item in commits),
             people=frozenset(people - {"web-flow"}),
         )
 
