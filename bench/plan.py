@@ -1,12 +1,14 @@
 """Benchmark `gitops-bot plan` against the floor of the Kustomize builds it cannot avoid.
 
-Two repos: the example (2 overlays) and a generated one with N overlays (default 200).
+Three repos: the example (2 overlays), a generated one with N overlays (default 200), and a
+large render: the example with an operator install (CRDs and Deployments) in its base, so the
+staging overlay renders about 5 MiB.
 For each, the floor is the same `kubectl kustomize` builds run directly on pre-materialised
 base/head copies of the affected overlay, with the same parallelism; `plan` is the whole
 in-process pipeline (config, edit, graph, render, diff, report). Reported as a ratio
 measured in the same run, plus Python heap peak (tracemalloc) and process peak RSS.
 
-    .venv/bin/python bench/plan.py [--overlays 200] [--repeat 5]
+    .venv/bin/python bench/plan.py [--overlays 200] [--repeat 5] [--crds 60]
 """
 
 from __future__ import annotations
@@ -57,6 +59,81 @@ def generate_repo(root: Path, overlays: int) -> None:
     (root / ".gitops-bot.yaml").write_text(
         head + "environments:\n" + "".join(envs) + "\nmodels:\n" + models + "\n"
     )
+
+
+def _crd(i: int) -> str:
+    """One CustomResourceDefinition with a wide, deep openAPIV3Schema, as operators ship."""
+    props = "".join(
+        f"""                  field{j:03d}:
+                    description: Field {j} of widget {i}; tunes one aspect of the reconciler.
+                    type: object
+                    properties:
+                      enabled: {{type: boolean, default: false}}
+                      limit: {{type: integer, minimum: 0, maximum: 65535}}
+                      mode: {{type: string, enum: [Off, Shadow, Enforce]}}
+                      selector:
+                        type: object
+                        additionalProperties: {{type: string}}
+"""
+        for j in range(120)
+    )
+    return f"""apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets{i:03d}.example.com
+spec:
+  group: example.com
+  names: {{kind: Widget{i:03d}, plural: widgets{i:03d}, singular: widget{i:03d}}}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                settings:
+                  type: object
+                  properties:
+{props}"""
+
+
+def _deployment(i: int) -> str:
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: controller-{i:03d}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: controller-{i:03d}}}}}
+  template:
+    metadata: {{labels: {{app: controller-{i:03d}}}}}
+    spec:
+      containers:
+        - name: manager
+          image: ghcr.io/example/controller:v1.{i}.0
+          args: [--leader-elect, --metrics-bind-address=:8080, --zap-log-level=info]
+          env: [{{name: WATCH_NAMESPACE, value: ""}}, {{name: SHARD, value: "{i}"}}]
+          resources: {{limits: {{cpu: 500m, memory: 512Mi}}, requests: {{cpu: 50m, memory: 64Mi}}}}
+"""
+
+
+def generate_large_repo(root: Path, crds: int = 60, deployments: int = 200) -> None:
+    """The example with an operator install (CRDs and Deployments) added to its base: the
+    staging overlay then renders several megabytes."""
+    shutil.copytree(ROOT / "examples" / "fraud-detection", root, dirs_exist_ok=True)
+    base = root / "k8s" / "base"
+    docs = [_crd(i) for i in range(crds)] + [_deployment(i) for i in range(deployments)]
+    (base / "operator.yaml").write_text("---\n".join(docs))
+    kustomization = base / "kustomization.yaml"
+    text = kustomization.read_text().replace(
+        "  - canary.yaml\n", "  - canary.yaml\n  - operator.yaml\n", 1
+    )
+    kustomization.write_text(text)
 
 
 def request(env: str) -> PromotionRequest:
@@ -136,6 +213,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--overlays", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--crds", type=int, default=60, help="CRDs in the large-render case (60: about 5 MiB)"
+    )
     args = parser.parse_args()
     binary = default_binary()
     if binary is None:
@@ -152,6 +232,14 @@ def main() -> None:
         repo = Path(tmp)
         generate_repo(repo, args.overlays)
         measure(f"generated ({args.overlays} overlays)", repo, "region-100", args.repeat, binary)
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        generate_large_repo(repo, crds=args.crds)
+        size = len(subprocess.run(
+            [binary, "kustomize", str(repo / "k8s/overlays/staging")],
+            capture_output=True, check=True,
+        ).stdout)  # fmt: skip
+        measure(f"large render ({size / 2**20:.1f} MiB)", repo, "staging", args.repeat, binary)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"\npeak RSS: bench process {rss:.0f} MiB, largest kustomize child {kids:.0f} MiB")

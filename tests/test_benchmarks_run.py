@@ -64,10 +64,20 @@ def test_promotion_benchmark_counts_the_calls_around_the_pr_request(tmp_path):
 
 def test_plan_benchmark_runs_on_a_small_generated_repo():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "plan.py"), "--overlays", "101", "--repeat", "1"],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "plan.py"),
+            "--overlays",
+            "101",
+            "--repeat",
+            "1",
+            "--crds",
+            "2",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "generated (101 overlays)" in result.stdout and "ratio" in result.stdout
+    assert "large render" in result.stdout

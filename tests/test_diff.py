@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 
-from bot.core.diff import diff_environment, redact_rendered, resource_list
+from bot.core.diff import LINE_MATCH_LIMIT, diff_environment, resource_list
 from bot.core.graph import MISSING_OVERLAY_ERROR
+from bot.core.rendered import redact_rendered
 from bot.core.types import EnvironmentDiff, FieldChange, RenderResult
 
 OVERLAY = "overlays/prod"
@@ -233,3 +234,81 @@ def test_secret_in_base_render_output_is_redacted_in_the_result():
     assert encoded not in diff.base.output
     assert "Secret" in diff.base.output
     assert [c.status for c in diff.changes] == ["added", "removed"]
+
+
+def test_scalars_follow_yaml_1_2_as_kustomize_writes_them():
+    def cm(mode: str, flag: str) -> str:
+        return f"kind: ConfigMap\nmetadata: {{name: c}}\ndata: {{mode: {mode}, flag: {flag}}}\n"
+
+    diff = diff_environment("e", OVERLAY, ok(cm("0755", "yes")), ok(cm("0644", "no")))
+    # YAML 1.1 would have shown octal 493 -> 420 and True -> False
+    assert diff.changes[0].fields == (
+        FieldChange("data.flag", "yes", "no"),
+        FieldChange("data.mode", "0755", "0644"),
+    )
+
+
+def test_unified_diff_keeps_kustomizes_own_text_of_unredacted_resources():
+    def deploy(tag: str) -> str:
+        return (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n"
+            f"spec:\n  zeta: 1\n  alpha: 2\n  image: app:{tag}\n"
+        )
+
+    diff = diff_environment("e", OVERLAY, ok(deploy("v1")), ok(deploy("v2")))
+    lines = diff.unified_diff.splitlines()
+    assert lines.index("   zeta: 1") < lines.index("   alpha: 2")  # not re-sorted
+    assert "-  image: app:v1" in lines and "+  image: app:v2" in lines
+
+
+def test_a_secret_spelled_with_escapes_is_still_redacted_even_when_unchanged():
+    encoded = base64.b64encode(b"escaped-secret").decode()
+    sneaky = f'apiVersion: v1\nkind: "\\x53ecret"\nmetadata: {{name: s}}\ndata: {{pw: {encoded}}}\n'
+    tagged = f"apiVersion: v1\nkind: !!str Secret\nmetadata: {{name: t}}\ndata: {{pw: {encoded}}}\n"
+    base = ok(sneaky, tagged, isvc("s3://m/1"))
+    head = ok(sneaky, tagged, isvc("s3://m/2"))
+    diff = diff_environment("e", OVERLAY, base, head)
+    assert encoded not in everything(diff)
+    assert diff.base.output.count("<redacted sha256:") == 2
+
+
+def test_a_changed_generated_secret_name_is_redacted_in_the_resources_that_name_it():
+    def render(suffix: str, value: bytes) -> RenderResult:
+        name = f"db-creds-{suffix}"
+        data = base64.b64encode(value).decode()
+        secret_doc = (
+            f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ndata:\n  pw: {data}\n"
+        )
+        pod = (
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  zeta: 1\n"
+            f"  secretName: {name}\n"
+        )
+        return ok(secret_doc, pod)
+
+    diff = diff_environment(
+        "e", OVERLAY, render("bcdfghjklm", b"one"), render("2456789bcd", b"two")
+    )
+    text = everything(diff)
+    assert "bcdfghjklm" not in text and "2456789bcd" not in text
+    [pod] = [c for c in diff.changes if c.resource == "Pod/p"]
+    assert pod.fields[0].path == "spec.secretName"
+    assert pod.fields[0].old.startswith("db-creds-<redacted sha256:")  # type: ignore[union-attr]
+    pod_hunk = diff.unified_diff.split(" Pod/p\n", 1)[1].split("@@")[0]
+    # both sides re-dumped alike: only the reference changes, no reordering noise
+    assert [line[0] for line in pod_hunk.splitlines() if line[:1] in "+-"] == ["-", "+"]
+
+
+def test_a_huge_resource_gets_one_well_formed_hunk_instead_of_a_quadratic_line_match():
+    def cm(prefix: str) -> str:
+        lines = "".join(f"    line {prefix}{i}\n" for i in range(LINE_MATCH_LIMIT + 10))
+        return f"kind: ConfigMap\nmetadata:\n  name: big\ndata:\n  blob: |\n{lines}"
+
+    diff = diff_environment("e", OVERLAY, ok(cm("a")), ok(cm("b")))
+    body = diff.unified_diff.splitlines()[2:]
+    header = body[0]
+    assert header.startswith("@@ ") and header.endswith(" ConfigMap/big")
+    old_range, new_range = header.split()[1:3]
+    old_count, new_count = int(old_range.split(",")[1]), int(new_range.split(",")[1])
+    assert old_count == sum(1 for line in body[1:] if line[0] in " -")
+    assert new_count == sum(1 for line in body[1:] if line[0] in " +")
+    assert sum(1 for line in body[1:] if line[0] == "-") == LINE_MATCH_LIMIT + 10

@@ -214,7 +214,7 @@ def test_argocd_applications_sync_staging_automatically_and_production_manually(
 def test_the_generated_secret_name_suffix_is_redacted_wherever_it_is_referenced(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    from bot.core.diff import redact_documents
+    from bot.core.rendered import redact_documents
 
     docs = rendered["staging"]
     [secret] = [d for d in docs if d["kind"] == "Secret"]

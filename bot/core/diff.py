@@ -3,139 +3,18 @@
 from __future__ import annotations
 
 import difflib
-import functools
-import hashlib
-import hmac
-import io
 import json
-import re
-import secrets
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Literal
 
 import dictdiffer
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from yaml import YAMLError
 
 from bot.core.graph import MISSING_OVERLAY_ERROR
+from bot.core.rendered import RenderedStream, Resource, dump_document
 from bot.core.types import EnvironmentDiff, FieldChange, RenderResult, ResourceChange
-
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-WITHHELD = "# rendered output is not valid YAML; withheld so nothing secret can leak\n"
-
-Doc = dict[str, object]
-
-
-@functools.cache
-def _process_key() -> bytes:
-    # Random per process: markers compare equal within one run, never across runs, and a
-    # low-entropy secret cannot be recovered by hashing guesses.
-    return secrets.token_bytes(32)
-
-
-def redaction_marker(value: object) -> str:
-    """Keyed, irreversible marker for a secret value; equal values give equal markers."""
-    raw = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    digest = hmac.new(_process_key(), raw.encode("utf-8"), hashlib.sha256).hexdigest()
-    return f"<redacted sha256:{digest[:12]}>"
-
-
-def redact_resource(doc: object) -> object:
-    """A copy of one resource with Secret values and last-applied annotations redacted."""
-    if not isinstance(doc, dict):
-        return doc
-    out = dict(doc)
-    if out.get("kind") == "Secret":
-        for key in ("data", "stringData"):
-            values = out.get(key)
-            if isinstance(values, dict):
-                out[key] = {k: redaction_marker(v) for k, v in values.items()}
-            elif values is not None:
-                out[key] = redaction_marker(values)
-    metadata = out.get("metadata")
-    if isinstance(metadata, dict):
-        annotations = metadata.get("annotations")
-        if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-            out["metadata"] = {
-                **metadata,
-                "annotations": {
-                    **annotations,
-                    LAST_APPLIED: redaction_marker(annotations[LAST_APPLIED]),
-                },
-            }
-    return out
-
-
-def _load(text: str) -> list[object]:
-    return [d for d in YAML(typ="safe").load_all(text) if d is not None]
-
-
-def _dump(doc: object) -> str:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    stream = io.StringIO()
-    yaml.dump(_sorted(doc), stream)
-    return stream.getvalue()
-
-
-def _sorted(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value, key=str)}
-    if isinstance(value, list):
-        return [_sorted(v) for v in value]
-    return value
-
-
-# Kustomize's generated-name suffix: 10 characters of a content hash, in an alphabet without
-# vowels (api/hasher: "bcdfghjklmnpqrstvwxz2456789").
-_GENERATED_NAME = re.compile(r"^(.+)-([bcdfghjklmnpqrstvwxz2456789]{10})$")
-
-
-def generated_secret_names(docs: list[object]) -> dict[str, str]:
-    """{name: redacted name} of Secrets whose generated suffix hashes their content: the
-    suffix is a fingerprint of the secret, so it gets the same keyed marker as a value."""
-    names: dict[str, str] = {}
-    for doc in docs:
-        if not isinstance(doc, dict) or doc.get("kind") != "Secret":
-            continue
-        metadata = doc.get("metadata")
-        name = metadata.get("name") if isinstance(metadata, dict) else None
-        match = _GENERATED_NAME.match(name) if isinstance(name, str) else None
-        if match:
-            names[name] = f"{match.group(1)}-{redaction_marker(match.group(2))}"  # type: ignore[index]
-    return names
-
-
-def _rename(value: object, names: Mapping[str, str]) -> object:
-    """Every string equal to a generated Secret name (its references too) replaced."""
-    if isinstance(value, str):
-        return names.get(value, value)
-    if isinstance(value, dict):
-        return {k: _rename(v, names) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rename(v, names) for v in value]
-    return value
-
-
-def redact_rendered(text: str) -> str:
-    """Rendered multi-document YAML, normalised, with every secret value redacted (and the
-    content-hash suffixes of generated Secret names, wherever they are referenced)."""
-    try:
-        docs = _load(text)
-    except (YAMLError, ValueError):
-        return WITHHELD
-    return "---\n".join(_dump(d) for d in redact_documents(docs))
-
-
-def redact_documents(docs: list[object]) -> list[object]:
-    """Every resource of a render redacted: Secret values, last-applied annotations, and
-    generated Secret name suffixes wherever the name is referenced."""
-    names = generated_secret_names(docs)
-    if names:
-        docs = [_rename(d, names) for d in docs]
-    return [redact_resource(d) for d in docs]
 
 
 def resource_key(doc: object) -> str:
@@ -158,9 +37,10 @@ def _sort_key(key: str) -> tuple[str, str, str, str]:
     return (kind, ns, name, key)
 
 
-def _index(docs: list[object]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for doc in docs:
+def _index(resources: list[Resource]) -> dict[str, Resource]:
+    out: dict[str, Resource] = {}
+    for resource in resources:
+        doc = resource.value
         key = resource_key(doc)
         if key in out:
             api = doc.get("apiVersion") if isinstance(doc, dict) else None
@@ -170,7 +50,7 @@ def _index(docs: list[object]) -> dict[str, object]:
             while key in out:
                 key = f"{base_key} #{n}"
                 n += 1
-        out[key] = doc
+        out[key] = resource
     return out
 
 
@@ -263,32 +143,89 @@ def _ok_empty(result: RenderResult) -> bool:
     return not result.ok and result.error == MISSING_OVERLAY_ERROR
 
 
-def _redacted(result: RenderResult) -> tuple[RenderResult, dict[str, object] | None]:
-    """The result with redacted output, and its resources (None when unusable)."""
+def _stream(result: RenderResult) -> tuple[RenderResult, RenderedStream | None]:
+    """The result with redacted output, and its documents (None when unusable)."""
     if _ok_empty(result):
-        return result, {}
+        return result, RenderedStream("")
     if not result.ok:
         return replace(result, output=""), None
     try:
-        docs = redact_documents(_load(result.output))
-    except (YAMLError, ValueError) as exc:
-        error = f"rendered output is not valid YAML: {' '.join(str(exc).split())}"
-        return RenderResult(overlay=result.overlay, ok=False, error=error), None
-    text = "---\n".join(_dump(d) for d in docs)
-    return replace(result, output=text), _index(docs)
+        stream = RenderedStream(result.output)
+        return replace(result, output=stream.redacted_text()), stream
+    except (YAMLError, ValueError, RecursionError) as exc:
+        return _invalid(result, exc), None
 
 
-def _unified(overlay: str, base: Mapping[str, object], head: Mapping[str, object]) -> str:
+def _invalid(result: RenderResult, exc: BaseException) -> RenderResult:
+    error = f"rendered output is not valid YAML: {' '.join(str(exc).split())}"
+    return RenderResult(overlay=result.overlay, ok=False, error=error[:2000])
+
+
+def _differing(stream: RenderedStream, common: Counter[str]) -> dict[str, Resource]:
+    """The resources of the chunks the other side does not have word for word: identical
+    documents are the bulk of a promotion's render and never need parsing."""
+    left = Counter(common)
+    resources = []
+    for chunk in stream.chunks:
+        if left[chunk]:
+            left[chunk] -= 1
+        else:
+            resources.extend(stream.resources(chunk))
+    return _index(resources)
+
+
+# Above this many differing lines (after the common head and tail) a resource's hunk is
+# shown whole instead of line-matched: difflib is quadratic on such inputs.
+LINE_MATCH_LIMIT = 5000
+
+
+def _lines(resource: Resource | None, other: Resource | None) -> list[str]:
+    if resource is None:
+        return []
+    if other is not None and other.rewritten and not resource.rewritten:
+        # the other side was re-dumped (sorted keys): compare like with like
+        return dump_document(resource.value).splitlines(keepends=True)
+    return resource.text.splitlines(keepends=True)
+
+
+def _hunks(old: list[str], new: list[str], key: str) -> list[str]:
+    """Unified-diff hunks of one resource, in time linear in its size when it is large."""
+    head = 0
+    while head < min(len(old), len(new)) and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    if max(len(old), len(new)) - head - tail <= LINE_MATCH_LIMIT:
+        body = list(difflib.unified_diff(old, new, n=3))[2:]
+    else:
+        start, old_end, new_end = (
+            max(0, head - 3),
+            len(old) - max(0, tail - 3),
+            len(new) - max(0, tail - 3),
+        )
+        body = [
+            f"@@ -{start + 1},{old_end - start} +{start + 1},{new_end - start} @@\n",
+            *(" " + line for line in old[start:head]),
+            *("-" + line for line in old[head : len(old) - tail]),
+            *("+" + line for line in new[head : len(new) - tail]),
+            *(" " + line for line in old[len(old) - tail : old_end]),
+        ]
+    out = []
+    for line in body:
+        if line.startswith("@@"):
+            line = f"{line.rstrip()} {key}\n"
+        out.append(line if line.endswith("\n") else line + "\n")
+    return out
+
+
+def _unified(overlay: str, base: Mapping[str, Resource], head: Mapping[str, Resource]) -> str:
     lines = [f"--- base/{overlay}\n", f"+++ head/{overlay}\n"]
     for key in sorted(set(base) | set(head), key=_sort_key):
-        old = _dump(base[key]).splitlines(keepends=True) if key in base else []
-        new = _dump(head[key]).splitlines(keepends=True) if key in head else []
-        if old == new:
-            continue
-        for line in list(difflib.unified_diff(old, new, n=3))[2:]:
-            if line.startswith("@@"):
-                line = f"{line.rstrip()} {key}\n"
-            lines.append(line if line.endswith("\n") else line + "\n")
+        old_r, new_r = base.get(key), head.get(key)
+        old, new = _lines(old_r, new_r), _lines(new_r, old_r)
+        if old != new:
+            lines.extend(_hunks(old, new, key))
     return "".join(lines) if len(lines) > 2 else ""
 
 
@@ -296,11 +233,20 @@ def diff_environment(
     environment: str, overlay: str, base: RenderResult, head: RenderResult
 ) -> EnvironmentDiff:
     """Compare two renders of an overlay. Secrets are redacted before anything else."""
-    base_r, base_docs = _redacted(base)
-    head_r, head_docs = _redacted(head)
-    if head_docs is None:
+    base_r, base_stream = _stream(base)
+    head_r, head_stream = _stream(head)
+    if head_stream is None:
         return EnvironmentDiff(environment, overlay, base_r, head_r)
-    before = base_docs if base_docs is not None else {}
+    base_stream = base_stream or RenderedStream("")
+    common = Counter(base_stream.chunks) & Counter(head_stream.chunks)
+    try:
+        head_docs = _differing(head_stream, common)
+    except (YAMLError, ValueError, RecursionError) as exc:
+        return EnvironmentDiff(environment, overlay, base_r, _invalid(head, exc))
+    try:
+        before = _differing(base_stream, common)
+    except (YAMLError, ValueError, RecursionError) as exc:
+        base_r, before = _invalid(base, exc), {}
     changes: list[ResourceChange] = []
     for key in sorted(set(before) | set(head_docs), key=_sort_key):
         status: Literal["added", "removed", "changed"]
@@ -310,7 +256,9 @@ def diff_environment(
         elif key not in head_docs:
             status = "removed"
         else:
-            fields = field_changes(before[key], head_docs[key])
+            if before[key].text == head_docs[key].text:
+                continue
+            fields = field_changes(before[key].value, head_docs[key].value)
             if not fields:
                 continue
             status = "changed"
