@@ -45,6 +45,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     from bot.gateways.mlflow import MlflowClient
     from bot.gateways.queue import JobQueue
     from bot.gateways.records import PromotionRecords
+    from bot.gateways.render_cache import RenderCache
     from bot.jobs.dispatch import Services
     from bot.web.metrics import Metrics
 
@@ -67,7 +68,15 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     github.counter.listener = lambda operation, status: metrics.github_calls.labels(
         operation=operation, status=status
     ).inc()
-    renderer = Renderer(binary=settings.kustomize_bin, isolation=settings.render_network_isolation)
+    cache = RenderCache(
+        max_bytes=settings.render_cache_mib * 1024 * 1024,
+        listener=lambda hit: metrics.render_cache.labels(result="hit" if hit else "miss").inc(),
+    )
+    renderer = Renderer(
+        binary=settings.kustomize_bin,
+        isolation=settings.render_network_isolation,
+        cache=cache if settings.render_cache_mib > 0 else None,
+    )
     render_pair = measured_render_pair(renderer.render_pair, metrics)
     services = Services(
         github=github,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import stat
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 
 from bot.core.diff import diff_environment
 from bot.core.graph import MISSING_OVERLAY_ERROR, overlay_files
+from bot.core.types import RenderResult
 from bot.gateways.kustomize import (
     Renderer,
     UnsafePathError,
@@ -21,6 +25,7 @@ from bot.gateways.kustomize import (
     default_binary,
     materialise,
 )
+from bot.gateways.render_cache import RenderCache
 
 REPO = Path(__file__).parent / "data" / "graph" / "repo"
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
@@ -303,3 +308,105 @@ def test_a_build_past_its_memory_limit_fails_with_that_reason(tmp_path):
     assert not starved.ok
     assert starved.error == "Kustomize exceeded its 256 MiB memory limit"
     assert Renderer(KUBECTL).render(snapshot, ["o"])["o"].ok  # the default 2 GiB is enough
+
+
+def counting_kubectl(tmp_path: Path) -> tuple[str, Path]:
+    """A kubectl that logs each build it runs, then runs the real one."""
+    log = tmp_path / "builds.log"
+    script = tmp_path / "kubectl"
+    script.write_text(f'#!/bin/sh\necho "$2" >> {log}\nexec {KUBECTL} "$@"\n')
+    script.chmod(0o755)
+    return str(script), log
+
+
+def builds(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_the_base_of_the_next_promotion_comes_from_the_render_cache(tmp_path, snapshot):
+    binary, log = counting_kubectl(tmp_path)
+    cache = RenderCache()
+    renderer = Renderer(binary, isolation="off", cache=cache)
+    first = dict(snapshot)
+    first["overlays/staging/isvc-patch.yaml"] = snapshot[
+        "overlays/staging/isvc-patch.yaml"
+    ].replace(b"fraud/7", b"fraud/8")
+    _base_1, head_1 = renderer.render_pair(snapshot, first, ["overlays/staging"])[
+        "overlays/staging"
+    ]
+    assert builds(log) == 2 and cache.hits == 0
+    second = dict(first)
+    second["overlays/staging/isvc-patch.yaml"] = first["overlays/staging/isvc-patch.yaml"].replace(
+        b"fraud/8", b"fraud/9"
+    )
+    # merged: the last head is the new base; only the new head is built
+    base_2, head_2 = renderer.render_pair(first, second, ["overlays/staging"])["overlays/staging"]
+    assert builds(log) == 3 and cache.hits == 1
+    assert base_2 == head_1 and "fraud/9" in head_2.output
+    # a file the overlay does not load (docs/) changes nothing: still a hit
+    renderer.render_pair({**second, "docs/README.md": b"new"}, second, ["overlays/staging"])
+    assert builds(log) == 3 and cache.hits == 2
+
+
+def test_a_changed_input_or_trust_level_is_a_cache_miss(tmp_path, snapshot):
+    binary, log = counting_kubectl(tmp_path)
+    renderer = Renderer(binary, isolation="off", cache=RenderCache())
+    renderer.render(snapshot, ["overlays/staging"])
+    renderer.render_pair(snapshot, snapshot, ["overlays/staging"])
+    assert builds(log) == 2  # render() does not use the cache; render_pair filled it
+    renderer.render_pair(snapshot, snapshot, ["overlays/staging"])
+    assert builds(log) == 2
+    renderer.render_pair(snapshot, snapshot, ["overlays/staging"], trusted_base=True)
+    assert builds(log) == 3  # trusted and untrusted builds are kept apart
+    token = {**snapshot, "overlays/staging/token.txt": b"another-token"}
+    base_r, head_r = renderer.render_pair(snapshot, token, ["overlays/staging"])["overlays/staging"]
+    assert builds(log) == 4 and base_r != head_r
+
+
+@contextlib.contextmanager
+def serve_once(body: bytes) -> Iterator[str]:
+    """A loopback HTTP server answering every GET with `body`."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/cm.yaml"
+    finally:
+        server.shutdown()
+
+
+def test_failed_builds_and_remote_builds_are_not_cached(tmp_path):
+    binary, log = counting_kubectl(tmp_path)
+    renderer = Renderer(binary, isolation="off", cache=RenderCache())
+    broken = {"o/kustomization.yaml": b"resources: [missing.yaml]\n"}
+    for _ in range(2):
+        renderer.render_pair(broken, broken, ["o"])
+    assert builds(log) == 2
+    served = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fetched\n"
+    with serve_once(served) as url:
+        remote = {"o/kustomization.yaml": f"resources:\n  - {url}\n".encode()}
+        for _ in range(2):
+            pair = renderer.render_pair(remote, remote, ["o"], trusted_base=True, trusted_head=True)
+            assert pair["o"][0].ok and "fetched" in pair["o"][0].output
+    assert builds(log) == 4  # what a remote reference fetches is not in the fingerprint
+
+
+def test_the_render_cache_stays_within_its_byte_budget():
+    cache = RenderCache(max_bytes=1000)
+    for i in range(10):
+        cache.put(f"k{i}", RenderResult("o", ok=True, output="x" * 200))
+    kept = [i for i in range(10) if cache.get(f"k{i}") is not None]
+    assert kept == [5, 6, 7, 8, 9]
+    cache.put("huge", RenderResult("o", ok=True, output="x" * 600))  # over a quarter: skipped
+    assert cache.get("huge") is None

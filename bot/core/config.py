@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import posixpath
 import re
@@ -59,8 +60,10 @@ def load_config_bytes(raw: bytes, filename: str = ".gitops-bot.yaml") -> Config:
     return load_config(text, filename)
 
 
+@functools.lru_cache(maxsize=32)
 def load_config(text: str, filename: str = ".gitops-bot.yaml") -> Config:
-    """Parse and validate a config file; raise ConfigError listing every issue found."""
+    """Parse and validate a config file; raise ConfigError listing every issue found.
+    Memoised by content: every job of a repository reads the same default-branch file."""
     try:
         problem = screen_yaml(text)
         if problem is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
+import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -182,19 +184,20 @@ class _Collector:
 
 class ParseCache:
     """YAML parses keyed by file content, so identical kustomizations (base and head of
-    the same file, most of the time) are parsed once. Keep one alive across jobs to make
-    repeat runs on a repository nearly free; not thread-safe (one per thread)."""
+    the same file, most of the time) are parsed once. `shared_parse_cache()` lives across
+    jobs and makes repeat runs on a repository nearly free. Safe to share between threads:
+    the parsed documents are only ever read."""
 
     def __init__(self, max_entries: int = 20_000) -> None:
         self.parses = 0  # YAML parses actually run (for cost tests and metrics)
         self.max_entries = max_entries
         self._docs: dict[bytes, tuple[object, str]] = {}
+        self._lock = threading.Lock()
 
     def load(self, content: bytes) -> tuple[object, str]:
         """(document, "") or (None, problem description)."""
         found = self._docs.get(content)
         if found is None:
-            self.parses += 1
             try:
                 # libyaml's C parser: kustomization parsing dominates graph cost on big repos
                 found = (yaml.load(content, Loader=_LOADER), "")
@@ -202,10 +205,18 @@ class ParseCache:
                 found = (None, f"invalid YAML: {_one_line(str(exc))}")
             except ValueError as exc:  # undecodable bytes
                 found = (None, f"unreadable: {_one_line(str(exc))}")
-            if len(self._docs) >= self.max_entries:
-                del self._docs[next(iter(self._docs))]  # oldest first
-            self._docs[content] = found
+            with self._lock:
+                self.parses += 1
+                while len(self._docs) >= self.max_entries:
+                    del self._docs[next(iter(self._docs))]  # oldest first
+                self._docs[content] = found
         return found
+
+
+@functools.cache
+def shared_parse_cache() -> ParseCache:
+    """The process-wide parse cache (bounded; content-keyed, so never stale)."""
+    return ParseCache()
 
 
 def parse_kustomization(
@@ -399,7 +410,7 @@ def affected_overlays(
     cache: ParseCache | None = None,
 ) -> list[str]:
     """Overlays (in the given order) whose build, at base or head, loads a changed path."""
-    cache = cache or ParseCache()
+    cache = cache or shared_parse_cache()
     base = KustomizationGraph(snapshot_base, cache)
     head = KustomizationGraph(snapshot_head, cache)
     changed = frozenset(changed_paths)

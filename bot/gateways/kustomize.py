@@ -26,8 +26,10 @@ from bot.core.graph import (
     KustomizationGraph,
     ParseCache,
     normalize_dir,
+    shared_parse_cache,
 )
 from bot.core.types import RenderResult, Snapshot
+from bot.gateways.render_cache import RenderCache
 
 MiB = 1024 * 1024
 _STDERR_LIMIT = 64 * 1024
@@ -197,6 +199,7 @@ class Renderer:
         isolation: str = "required",
         unshare: str | None = None,
         max_memory_bytes: int | None = 2 * 1024 * MiB,
+        cache: RenderCache | None = None,
     ) -> None:
         resolved = binary or default_binary()
         if not resolved:
@@ -214,6 +217,7 @@ class Renderer:
         self.max_memory_bytes = max_memory_bytes
         self._prlimit = shutil.which("prlimit", path=_TRUSTED_PATH) if max_memory_bytes else None
         self._jail: tuple[list[str], str] | None = None  # probed on the first untrusted build
+        self.cache = cache  # renders by fingerprint; None renders everything every time
 
     def jail(self) -> tuple[list[str], str]:
         """The network-namespace prefix for untrusted builds (probed once)."""
@@ -268,30 +272,65 @@ class Renderer:
         An overlay whose build inputs are byte-identical on both sides is rendered once.
         """
         names = [normalize_dir(o) for o in overlays]
-        cache = ParseCache()
+        cache = shared_parse_cache()
         base_c = closures(base, names, cache)
         head_c = closures(head, names, cache)
-        same = {
-            o
-            for o in names
-            if trusted_base == trusted_head
-            and fingerprint(base, base_c[o]) == fingerprint(head, head_c[o])
-        }
+        base_keys = {o: self._cache_key(base, base_c[o], trusted_base) for o in names}
+        head_keys = {o: self._cache_key(head, head_c[o], trusted_head) for o in names}
+        same = {o for o in names if base_keys[o] == head_keys[o]}
+        base_res = self._cached(base_keys, base_c)
+        head_res = self._cached({o: k for o, k in head_keys.items() if o not in same}, head_c)
         with (
             tempfile.TemporaryDirectory(prefix="gitops-bot-render-") as tmp_base,
             tempfile.TemporaryDirectory(prefix="gitops-bot-render-") as tmp_head,
         ):
-            base_res, base_jobs = self._prepare(base, names, tmp_base, trusted_base, base_c)
-            head_todo = [o for o in names if o not in same]
-            head_res, head_jobs = self._prepare(head, head_todo, tmp_head, trusted_head, head_c)
+            base_todo = [o for o in names if o not in base_res]
+            head_todo = [o for o in names if o not in same and o not in head_res]
+            prepared_base, base_jobs = self._prepare(
+                base, base_todo, tmp_base, trusted_base, base_c
+            )
+            prepared_head, head_jobs = self._prepare(
+                head, head_todo, tmp_head, trusted_head, head_c
+            )
+            base_res.update(prepared_base)
+            head_res.update(prepared_head)
             done = self._run_all([*base_jobs, *head_jobs])
         for job in base_jobs:
-            base_res[job.overlay] = done[(tmp_base, job.overlay)]
+            base_res[job.overlay] = self._keep(
+                base_keys[job.overlay], base_c[job.overlay], done[(tmp_base, job.overlay)]
+            )
         for job in head_jobs:
-            head_res[job.overlay] = done[(tmp_head, job.overlay)]
+            head_res[job.overlay] = self._keep(
+                head_keys[job.overlay], head_c[job.overlay], done[(tmp_head, job.overlay)]
+            )
         for o in same:
             head_res[o] = base_res[o]
         return {o: (base_res[n], head_res[n]) for o, n in zip(overlays, names, strict=True)}
+
+    # ------------------------------------------------------------------ render cache
+
+    def _cache_key(self, snapshot: Snapshot, closure: Closure, trusted: bool) -> str:
+        """The build's fingerprint plus every setting that changes what Kustomize does."""
+        settings = f"{self.binary}|{trusted}|{self.isolation}|{self.max_output_bytes}"
+        return f"{settings}|{fingerprint(snapshot, closure)}"
+
+    def _cached(self, keys: dict[str, str], found: dict[str, Closure]) -> dict[str, RenderResult]:
+        """Renders already in the cache. Builds that fetch remote content are never kept:
+        what they fetch is not in the fingerprint."""
+        if self.cache is None:
+            return {}
+        out = {}
+        for overlay, key in keys.items():
+            if found[overlay].exists and not found[overlay].remote:
+                hit = self.cache.get(key)
+                if hit is not None:
+                    out[overlay] = hit
+        return out
+
+    def _keep(self, key: str, closure: Closure, result: RenderResult) -> RenderResult:
+        if self.cache is not None and not closure.remote:
+            self.cache.put(key, result)
+        return result
 
     # ------------------------------------------------------------------ internals
 

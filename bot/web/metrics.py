@@ -21,6 +21,7 @@ class Metrics:
     - github_rate_remaining: last X-RateLimit-Remaining seen
     - renders{outcome}: ok|error|timeout
     - render_duration
+    - render_cache{result}: hit|miss
     - refusals{kind}: registry events not promoted; kind stale_version|stale_alias|
       unservable_location
     """
@@ -63,7 +64,16 @@ class Metrics:
             registry=r,
         )
         self.renders = Counter(
-            "gitops_bot_kustomize_renders", "Kustomize builds run", ["outcome"], registry=r
+            "gitops_bot_kustomize_renders",
+            "Renders used (built by Kustomize or taken from the render cache)",
+            ["outcome"],
+            registry=r,
+        )
+        self.render_cache = Counter(
+            "gitops_bot_render_cache_lookups",
+            "Render cache lookups by result; hit / (hit + miss) is the hit rate",
+            ["result"],
+            registry=r,
         )
         self.render_duration = Histogram(
             "gitops_bot_kustomize_render_duration_seconds",
