@@ -163,3 +163,45 @@ def test_retry_after_longer_than_a_job_may_sleep_goes_back_to_the_queue(
     assert bot.drain() == 1
     assert _job_row(bot)["status"] == "done"
     _assert_published_once(fake_github, gitops_repo, base_sha)
+
+
+def test_a_ref_update_github_refuses_for_good_fails_the_job_at_once_with_the_reason(
+    bot, fake_github, gitops_repo
+):
+    from fakegithub import shapes
+
+    # a stale branch of that name exists, and moving it is refused for a reason no retry
+    # heals: a permanent failure with GitHub's reason, not "kept changing" after minutes
+    main = fake_github.branch_sha(gitops_repo, "main")
+    fake_github.repo(gitops_repo).git.update_ref(f"refs/heads/{BRANCH}", main)
+    fake_github.fail_next(
+        "PATCH",
+        r"/git/refs/heads/",
+        status=422,
+        body=shapes.error("Reference update failed: protected by a repository rule"),
+        count=20,  # as long as anyone keeps trying
+    )
+    _promote(bot)
+    bot.drain()
+    row = _job_row(bot)
+    assert (row["status"], row["attempts"]) == ("failed", 1), row["last_error"]
+    assert "422" in row["last_error"] and "repository rule" in row["last_error"]
+    assert bot.slept == []  # no backoff inside the job either
+    assert fake_github.prs(gitops_repo) == []
+
+
+def test_a_ref_deleted_between_read_and_update_is_created_again(bot, fake_github, gitops_repo):
+    from fakegithub import shapes
+
+    fake_github.fail_next(
+        "POST", r"/git/refs$", status=422, body=shapes.error("Reference already exists")
+    )
+    fake_github.fail_next(
+        "PATCH", r"/git/refs/heads/", status=422, body=shapes.error("Reference does not exist")
+    )
+    base_sha = fake_github.branch_sha(gitops_repo, "main")
+    _promote(bot)
+    bot.drain()
+    row = _job_row(bot)
+    assert (row["status"], row["attempts"]) == ("done", 1), row["last_error"]
+    _assert_published_once(fake_github, gitops_repo, base_sha)

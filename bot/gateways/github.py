@@ -583,7 +583,9 @@ class InstallationClient:
             )
             return True
         except GithubException as exc:
-            if exc.status == 422:
+            # with force, only a ref deleted since it was read is a race worth another
+            # round; any other 422 (a rule, a bad sha or name) is GitHub's final answer
+            if exc.status == 422 and "does not exist" in error_message(exc).lower():
                 return False
             raise
 
