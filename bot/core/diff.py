@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Literal
 
@@ -143,6 +143,27 @@ def _ok_empty(result: RenderResult) -> bool:
     return not result.ok and result.error == MISSING_OVERLAY_ERROR
 
 
+TOO_LARGE = "too large to render"
+
+
+class BudgetExceeded(Exception):
+    """The job's render budget ran out while this environment was being diffed."""
+
+
+Deadline = Callable[[], None]  # raises BudgetExceeded once the job's time is up
+
+
+def _no_deadline() -> None:
+    return None
+
+
+def too_large(environment: str, overlay: str, base: RenderResult, why: str) -> EnvironmentDiff:
+    """The result for an environment whose render or diff exceeded the job's budget: a
+    failed head render with the reason, so nothing merges on a diff nobody could see."""
+    head = RenderResult(overlay, ok=False, error=f"{TOO_LARGE}: {why}")
+    return EnvironmentDiff(environment, overlay, replace(base, output=""), head)
+
+
 def _stream(result: RenderResult) -> tuple[RenderResult, RenderedStream | None]:
     """The result with redacted output, and its documents (None when unusable)."""
     if _ok_empty(result):
@@ -161,7 +182,9 @@ def _invalid(result: RenderResult, exc: BaseException) -> RenderResult:
     return RenderResult(overlay=result.overlay, ok=False, error=error[:2000])
 
 
-def _differing(stream: RenderedStream, common: Counter[str]) -> dict[str, Resource]:
+def _differing(
+    stream: RenderedStream, common: Counter[str], check: Deadline = _no_deadline
+) -> dict[str, Resource]:
     """The resources of the chunks the other side does not have word for word: identical
     documents are the bulk of a promotion's render and never need parsing."""
     left = Counter(common)
@@ -170,6 +193,7 @@ def _differing(stream: RenderedStream, common: Counter[str]) -> dict[str, Resour
         if left[chunk]:
             left[chunk] -= 1
         else:
+            check()
             resources.extend(stream.resources(chunk))
     return _index(resources)
 
@@ -219,9 +243,15 @@ def _hunks(old: list[str], new: list[str], key: str) -> list[str]:
     return out
 
 
-def _unified(overlay: str, base: Mapping[str, Resource], head: Mapping[str, Resource]) -> str:
+def _unified(
+    overlay: str,
+    base: Mapping[str, Resource],
+    head: Mapping[str, Resource],
+    check: Deadline = _no_deadline,
+) -> str:
     lines = [f"--- base/{overlay}\n", f"+++ head/{overlay}\n"]
     for key in sorted(set(base) | set(head), key=_sort_key):
+        check()
         old_r, new_r = base.get(key), head.get(key)
         old, new = _lines(old_r, new_r), _lines(new_r, old_r)
         if old != new:
@@ -230,9 +260,14 @@ def _unified(overlay: str, base: Mapping[str, Resource], head: Mapping[str, Reso
 
 
 def diff_environment(
-    environment: str, overlay: str, base: RenderResult, head: RenderResult
+    environment: str,
+    overlay: str,
+    base: RenderResult,
+    head: RenderResult,
+    check: Deadline = _no_deadline,
 ) -> EnvironmentDiff:
-    """Compare two renders of an overlay. Secrets are redacted before anything else."""
+    """Compare two renders of an overlay. Secrets are redacted before anything else.
+    `check` is called between units of work and may raise BudgetExceeded."""
     base_r, base_stream = _stream(base)
     head_r, head_stream = _stream(head)
     if head_stream is None:
@@ -240,11 +275,11 @@ def diff_environment(
     base_stream = base_stream or RenderedStream("")
     common = Counter(base_stream.chunks) & Counter(head_stream.chunks)
     try:
-        head_docs = _differing(head_stream, common)
+        head_docs = _differing(head_stream, common, check)
     except (YAMLError, ValueError, RecursionError) as exc:
         return EnvironmentDiff(environment, overlay, base_r, _invalid(head, exc))
     try:
-        before = _differing(base_stream, common)
+        before = _differing(base_stream, common, check)
     except (YAMLError, ValueError, RecursionError) as exc:
         base_r, before = _invalid(base, exc), {}
     changes: list[ResourceChange] = []
@@ -258,6 +293,7 @@ def diff_environment(
         else:
             if before[key].text == head_docs[key].text:
                 continue
+            check()
             fields = field_changes(before[key].value, head_docs[key].value)
             if not fields:
                 continue
@@ -269,7 +305,7 @@ def diff_environment(
         base=base_r,
         head=head_r,
         changes=tuple(changes),
-        unified_diff=_unified(overlay, before, head_docs),
+        unified_diff=_unified(overlay, before, head_docs, check),
     )
 
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from bot.core.planner import plan_change
-from bot.core.rendering import RenderPair, environment_diffs, head_snapshot
+from bot.core.rendering import DiffBudget, RenderPair, environment_diffs, head_snapshot
 from bot.core.types import Config, Plan, PromotionRequest, Snapshot
 
 
 def build_plan(
-    config: Config, snapshot: Snapshot, request: PromotionRequest, render_pair: RenderPair
+    config: Config,
+    snapshot: Snapshot,
+    request: PromotionRequest,
+    render_pair: RenderPair,
+    budget: DiffBudget | None = None,
 ) -> Plan:
     """Plan the edits for `request` on `snapshot`, then render and diff what they affect."""
     planned = plan_change(config, snapshot, request)
     head = head_snapshot(snapshot, planned.changes)
     diffs = environment_diffs(
-        config, snapshot, head, [c.path for c in planned.changes], render_pair
+        config, snapshot, head, [c.path for c in planned.changes], render_pair, budget
     )
     return Plan(
         request=planned.request,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
-from bot.core.diff import diff_environment
+from bot.core.diff import BudgetExceeded, diff_environment, too_large
 from bot.core.graph import affected_overlays
 from bot.core.types import Config, EnvironmentDiff, FileChange, RenderResult, Snapshot
 
@@ -42,24 +44,56 @@ def head_snapshot(base: Snapshot, changes: Sequence[FileChange]) -> Snapshot:
     return LayeredSnapshot(base, {c.path: c.after for c in changes})
 
 
+@dataclass(frozen=True)
+class DiffBudget:
+    """What one job may spend on rendering and diffing, Kustomize included: past either
+    limit an environment ends as "too large to render" instead of hours of CPU."""
+
+    seconds: float = 120.0
+    max_bytes: int = 64 * 1024 * 1024  # rendered text, base and head, all environments
+    clock: Callable[[], float] = time.monotonic
+
+
 def environment_diffs(
     config: Config,
     base: Snapshot,
     head: Snapshot,
     changed_paths: Collection[str],
     render_pair: RenderPair,
+    budget: DiffBudget | None = None,
 ) -> tuple[EnvironmentDiff, ...]:
     """Diff every configured environment whose overlay the changed paths reach."""
+    budget = budget or DiffBudget()
+    deadline = budget.clock() + budget.seconds
     overlays = [env.path for env in config.environments]
     affected = affected_overlays(base, head, overlays, changed_paths)
     if not affected:
         return ()
     rendered = render_pair(base, head, affected)
     names = {env.path: env.name for env in config.environments}
-    return tuple(
-        diff_environment(names.get(overlay, overlay), overlay, *rendered[overlay])
-        for overlay in affected
-    )
+
+    def check() -> None:
+        if budget.clock() > deadline:
+            raise BudgetExceeded
+
+    out = []
+    used = 0
+    for overlay in affected:
+        name = names.get(overlay, overlay)
+        base_r, head_r = rendered[overlay]
+        used += len(base_r.output) + len(head_r.output)
+        mib = budget.max_bytes / 2**20
+        if used > budget.max_bytes:
+            why = f"the renders of this change exceed the {mib:g} MiB a job may diff"
+            out.append(too_large(name, overlay, base_r, why))
+            continue
+        try:
+            check()
+            out.append(diff_environment(name, overlay, base_r, head_r, check))
+        except BudgetExceeded:
+            why = f"rendering and diffing took longer than the {budget.seconds:g} s a job may spend"
+            out.append(too_large(name, overlay, base_r, why))
+    return tuple(out)
 
 
 def changed_paths(base: Snapshot, head: Snapshot) -> frozenset[str]:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bot.core.diff import TOO_LARGE
 from bot.core.templating import render_template
 from bot.core.types import EnvironmentDiff, Plan, PromotionRequest, PullRequestText, ResourceChange
 
@@ -136,13 +137,15 @@ def is_diff_comment(body: str) -> bool:
 
 @dataclass(frozen=True)
 class RenderStatus:
-    key: str  # ok | broken | still-broken | fixed
+    key: str  # ok | broken | still-broken | fixed | too-large
     label: str
     ok: bool
 
 
 def render_status(diff: EnvironmentDiff) -> RenderStatus:
     """How the overlay's render went at head, compared with the base commit."""
+    if diff.head.error.startswith(TOO_LARGE):
+        return RenderStatus("too-large", "too large to render", False)
     if diff.head.ok:
         if diff.base.ok:
             return RenderStatus("ok", "rendered", True)
