@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from bot.core.planner import plan_change
-from bot.core.rendering import RenderPair, environment_diffs, head_snapshot
+from bot.core.rendering import (
+    RenderPair,
+    affected_environments,
+    environment_diffs,
+    head_snapshot,
+)
 from bot.core.types import Config, Plan, PromotionRequest, Snapshot
 
 
@@ -16,6 +21,9 @@ def build_plan(
     diffs = environment_diffs(
         config, snapshot, head, [c.path for c in planned.changes], render_pair
     )
+    names = {planned.environment.name, *affected_environments(config, diffs)}
+    others = [e for e in config.environments if e.name in names and e != planned.environment]
+    affected = (planned.environment, *others)
     return Plan(
         request=planned.request,
         branch=planned.branch,
@@ -25,4 +33,5 @@ def build_plan(
         environment=planned.environment,
         model=planned.model,
         meta=planned.meta,
+        affected=affected,
     )

@@ -299,6 +299,7 @@ def render_pull_request(plan: Plan, *, limit: int = GITHUB_TEXT_LIMIT) -> PullRe
         "request": request,
         "model": plan.model,
         "environment": plan.environment,
+        "others": [env for env in plan.affected if env.name != plan.environment.name],
         "branch": plan.branch,
         "meta_marker": meta_marker(plan.meta),
         "files": _file_entries(plan),

@@ -44,6 +44,10 @@ class SetRule:
     file: str  # relative to the environment's path
     field: str  # Kustomize field path, e.g. images.[name=x].newTag
     value: str  # template with {storage_uri}, {version}, {model}, {registry_name}, {run_id}
+    environments: tuple[str, ...] = ()  # the environments it applies to; () = every one
+
+    def applies_to(self, environment: str) -> bool:
+        return not self.environments or environment in self.environments
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,10 @@ class TrafficRule:
     file: str  # relative to the environment's path
     baseline: str  # field path of the baseline weight
     candidate: str  # field path of the candidate weight
+    environments: tuple[str, ...] = ()  # the environments it applies to; () = every one
+
+    def applies_to(self, environment: str) -> bool:
+        return not self.environments or environment in self.environments
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,9 @@ class Plan:
     environment: Environment
     model: Model
     meta: Mapping[str, object] = field(default_factory=dict)  # goes into the hidden marker
+    # every configured environment whose render the change alters (the target first): the
+    # approval gate applies each one's policy, so the PR names them all
+    affected: tuple[Environment, ...] = ()
 
 
 @dataclass(frozen=True)
