@@ -75,8 +75,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
         for change in plan.changes:
             snapshot.write(change.path, change.after)
         out.write(f"\nWrote {len(plan.changes)} file(s) in {repo}.\n")
-    broken = [d.environment for d in plan.diffs if not d.head.ok]
-    return 3 if broken else 0
+    code = plan_exit_code(plan)
+    if code:
+        from bot.core.templating import render_template
+
+        reason = plan.unchanged[0] if plan.unchanged and code == EXIT_UNCHANGED else None
+        more = len(plan.unchanged) - 1 if reason is not None else 0
+        summary = render_template(
+            "plan_summary.txt.j2", plan=plan, code=code, reason=reason, more=more
+        )
+        if summary.strip():
+            print(summary.strip(), file=sys.stderr)
+    return code
+
+
+EXIT_BROKEN = 3  # an overlay fails to build
+EXIT_UNCHANGED = 4  # the target environment's rendered manifests do not change
+
+
+def plan_exit_code(plan) -> int:  # type: ignore[no-untyped-def]
+    """0: the target's render changes and every affected overlay builds; see README."""
+    if any(not d.head.ok for d in plan.diffs):
+        return EXIT_BROKEN
+    if plan.unchanged:
+        return EXIT_UNCHANGED
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -300,6 +300,8 @@ def render_pull_request(plan: Plan, *, limit: int = GITHUB_TEXT_LIMIT) -> PullRe
         "model": plan.model,
         "environment": plan.environment,
         "others": [env for env in plan.affected if env.name != plan.environment.name],
+        "unchanged": plan.unchanged,
+        "duplicates": plan.duplicates,
         "branch": plan.branch,
         "meta_marker": meta_marker(plan.meta),
         "files": _file_entries(plan),

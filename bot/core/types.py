@@ -161,6 +161,38 @@ class EnvironmentDiff:
         return out
 
 
+# --------------------------------------------------------------------------- no-op diagnosis
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    """A key written more than once in one mapping of a kustomization file."""
+
+    file: str
+    key: str  # dotted path of the key, e.g. "patches" or "images.0.newTag"
+    lines: tuple[int, ...]  # 1-based, in file order; Kustomize keeps the last
+
+    @property
+    def kept(self) -> int:
+        return self.lines[-1]
+
+    @property
+    def shadowed(self) -> tuple[int, ...]:
+        return self.lines[:-1]
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """One reason the target environment's render does not change."""
+
+    kind: Literal["already-set", "shadowed", "not-loaded", "no-effect"]
+    file: str  # the edited file (already-set: the file holding the value)
+    field: str = ""  # already-set: the field path
+    value: str = ""  # already-set: the value it already has
+    duplicate: DuplicateKey | None = None  # shadowed: the duplicate key
+    line: int = 0  # shadowed: the line of the occurrence that references the file
+
+
 # --------------------------------------------------------------------------- plans
 
 
@@ -191,6 +223,10 @@ class Plan:
     # every configured environment whose render the change alters (the target first): the
     # approval gate applies each one's policy, so the PR names them all
     affected: tuple[Environment, ...] = ()
+    # why the target's render does not change (empty when it does, or fails to build)
+    unchanged: tuple[Unchanged, ...] = ()
+    # duplicate keys in the kustomizations the affected environments build
+    duplicates: tuple[DuplicateKey, ...] = ()
 
 
 @dataclass(frozen=True)
