@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import replace
 
 from bot.core.diff import diff_environment
-from bot.core.graph import affected_overlays
+from bot.core.graph import KustomizationGraph, affected_overlays
 from bot.core.types import Config, EnvironmentDiff, FileChange, RenderResult, Snapshot
 
 # (base snapshot, head snapshot, overlays) -> {overlay: (base render, head render)}
@@ -56,10 +57,28 @@ def environment_diffs(
         return ()
     rendered = render_pair(base, head, affected)
     names = {env.path: env.name for env in config.environments}
-    return tuple(
+    diffs = [
         diff_environment(names.get(overlay, overlay), overlay, *rendered[overlay])
         for overlay in affected
-    )
+    ]
+    return tuple(with_missing_files(base, head, diffs))
+
+
+def with_missing_files(
+    base: Snapshot, head: Snapshot, diffs: Sequence[EnvironmentDiff]
+) -> list[EnvironmentDiff]:
+    """Each diff whose build fails, with every missing file its graph references named."""
+    graphs = (KustomizationGraph(base), KustomizationGraph(head))
+    out: list[EnvironmentDiff] = []
+    for diff in diffs:
+        missing = [
+            tuple(sorted(graph.closure(diff.overlay).missing)) if not result.ok else ()
+            for graph, result in zip(graphs, (diff.base, diff.head), strict=True)
+        ]
+        if any(missing):
+            diff = replace(diff, base_missing=missing[0], head_missing=missing[1])
+        out.append(diff)
+    return out
 
 
 def changed_paths(base: Snapshot, head: Snapshot) -> frozenset[str]:

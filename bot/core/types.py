@@ -152,6 +152,10 @@ class EnvironmentDiff:
     head: RenderResult
     changes: tuple[ResourceChange, ...] = ()
     unified_diff: str = ""  # unified diff of the (redacted, normalised) rendered YAML
+    # repo paths the build references that do not exist, every one the graph knows (Kustomize
+    # names only the first); filled for a side that fails to build
+    base_missing: tuple[str, ...] = ()
+    head_missing: tuple[str, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
