@@ -75,8 +75,38 @@ def cmd_plan(args: argparse.Namespace) -> int:
         for change in plan.changes:
             snapshot.write(change.path, change.after)
         out.write(f"\nWrote {len(plan.changes)} file(s) in {repo}.\n")
-    broken = [d.environment for d in plan.diffs if not d.head.ok]
-    return 3 if broken else 0
+    code = plan_exit_code(plan)
+    if code:
+        from bot.core.report import render_status
+        from bot.core.templating import render_template
+
+        broken = [(d, render_status(d).label) for d in plan.diffs if not d.head.ok]
+        broken.sort(key=lambda item: item[0].base.ok, reverse=True)  # broken by this change first
+        reason = plan.unchanged[0] if plan.unchanged and code == EXIT_UNCHANGED else None
+        more = len(plan.unchanged) - 1 if reason is not None else 0
+        summary = render_template(
+            "plan_summary.txt.j2", plan=plan, code=code, broken=broken, reason=reason, more=more
+        )
+        if summary.strip():
+            print(summary.strip(), file=sys.stderr)
+    return code
+
+
+EXIT_BROKEN = 3  # this change breaks the build of an overlay it affects
+EXIT_UNCHANGED = 4  # the target environment's rendered manifests do not change
+EXIT_ALREADY_BROKEN = 5  # an affected overlay fails to build, as it did on the base already
+
+
+def plan_exit_code(plan) -> int:  # type: ignore[no-untyped-def]
+    """0: the target's render changes and every affected overlay builds; see README."""
+    failing = [d for d in plan.diffs if not d.head.ok]
+    if any(d.base.ok for d in failing):
+        return EXIT_BROKEN
+    if failing:
+        return EXIT_ALREADY_BROKEN
+    if plan.unchanged:
+        return EXIT_UNCHANGED
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -43,8 +43,9 @@ def test_plan_write_applies_exactly_the_target_edits(tmp_path):
     after = (repo / "k8s/overlays/staging/model-config.yaml").read_text()
     old_line = next(line for line in before.splitlines() if "fraud-v2-storage-uri" in line)
     assert after == before.replace(old_line, f'  fraud-v2-storage-uri: "{SOURCE}"  # candidate')
+    # planned again, the promotion changes nothing: exit 4 (see tests/test_unchanged.py)
     assert main(["plan", str(repo), "--model", "fraud-v2-candidate", "--version", "8",
-                 "--source", SOURCE, "--to", "staging"]) == 0  # fmt: skip
+                 "--source", SOURCE, "--to", "staging"]) == 4  # fmt: skip
 
 
 def test_secret_values_changed_by_a_promotion_never_appear_in_the_output(tmp_path, capsys):
@@ -83,7 +84,7 @@ def test_broken_overlay_is_reported_and_says_it_was_already_broken(tmp_path, cap
     code = main(["plan", str(repo), "--model", "fraud-v2-candidate", "--version", "8",
                  "--source", SOURCE, "--to", "staging"])  # fmt: skip
     out = capsys.readouterr().out
-    assert code == 3
+    assert code == 5  # already broken on the base; 3 is for a change that breaks the build
     assert "already broken on the base commit" in out and "canary.yaml" in out
     assert "Traceback" not in out
 

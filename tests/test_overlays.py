@@ -484,10 +484,17 @@ def test_several_edits_in_one_call_are_applied_in_order() -> None:
     [
         (
             KUST,
-            "images.[name=fraud-detectr].newTag",
-            "kustomization.yaml: images.[name=fraud-detectr].newTag: no item of images has "
-            "name=fraud-detectr (names present: fraud-detector, feature-proxy); "
-            "did you mean 'fraud-detector'?",
+            "configMapGenerator.[name=model-setings].literals.MODEL_URI",
+            "kustomization.yaml: configMapGenerator.[name=model-setings].literals.MODEL_URI: no "
+            "item of configMapGenerator has name=model-setings (names present: model-settings); "
+            "did you mean 'model-settings'?",
+        ),
+        (
+            KUST,
+            "patches.[path=experiment-patch.yml].target",
+            "kustomization.yaml: patches.[path=experiment-patch.yml].target: no item of patches "
+            "has path=experiment-patch.yml (paths present: experiment-patch.yaml); "
+            "did you mean 'experiment-patch.yaml'?",
         ),
         (
             KUST,
@@ -624,7 +631,7 @@ def test_empty_file_has_nothing_to_edit() -> None:
 def test_failed_edit_leaves_earlier_state_untouched() -> None:
     before = fixture(KUST)
     with pytest.raises(EditError):
-        apply_edits(KUST, before, [("namespace", "x"), ("images.[name=nope].newTag", "v")])
+        apply_edits(KUST, before, [("namespace", "x"), ("patches.[path=nope].path", "v")])
     assert before == fixture(KUST)
 
 
@@ -934,3 +941,214 @@ def test_a_value_nested_a_thousand_deep_anywhere_is_an_edit_error():
         apply_edits("cm.yaml", deep, [("data.a", "c")])
     with pytest.raises(EditError, match="nests too deeply"):
         read_field("cm.yaml", deep, "data.a")
+
+
+# --------------------------------------------------------------------------- creating list entries
+
+# What `kustomize edit set image fraud-detector=*:v8` writes into a kustomization without
+# `images:` (Kustomize's kustfile writer: the fields the file has, in their order, then the new
+# field, marshalled by sigs.k8s.io/yaml -- items not indented under the key, keys sorted).
+KUSTOMIZE_SET_IMAGE = b"images:\n- name: fraud-detector\n  newTag: v8\n"
+NO_IMAGES = (
+    b"# overlay without images\n"
+    b"apiVersion: kustomize.config.k8s.io/v1beta1\n"
+    b"kind: Kustomization\n"
+    b"resources:\n"
+    b"  - deployment.yaml   # indented list, kept as it is\n"
+)
+
+
+def test_image_tag_on_a_kustomization_without_images_appends_what_kustomize_edit_writes() -> None:
+    after, applied = apply_edits(KUST, NO_IMAGES, [("images.[name=fraud-detector].newTag", "v8")])
+    assert after == NO_IMAGES + KUSTOMIZE_SET_IMAGE
+    assert applied == (("images.[name=fraud-detector].newTag", None, "v8"),)
+
+
+def test_image_digest_entry_lists_its_keys_in_the_order_kustomize_marshals_them() -> None:
+    digest = "sha256:" + "b" * 64
+    after = edit(KUST, "images.[name=fraud-detector].digest", digest, NO_IMAGES)
+    entry = b"images:\n- digest: " + digest.encode() + b"\n  name: fraud-detector\n"
+    assert after == NO_IMAGES + entry
+
+
+def test_created_images_list_in_a_file_without_final_newline_adds_none() -> None:
+    before = NO_IMAGES.rstrip(b"\n")
+    after = edit(KUST, "images.[name=fraud-detector].newTag", "v8", before)
+    assert after == before + b"\n" + KUSTOMIZE_SET_IMAGE.rstrip(b"\n")
+
+
+def test_created_images_list_in_a_crlf_file_uses_crlf() -> None:
+    before = to_crlf_with_bom(NO_IMAGES)
+    after = edit(KUST, "images.[name=fraud-detector].newTag", "v8", before)
+    assert after == before + KUSTOMIZE_SET_IMAGE.replace(b"\n", b"\r\n")
+
+
+def test_numeric_tag_of_a_new_image_is_quoted_as_kustomize_quotes_it() -> None:
+    after = edit(KUST, "images.[name=fraud-detector].newTag", "8", NO_IMAGES)
+    assert after == NO_IMAGES + b'images:\n- name: fraud-detector\n  newTag: "8"\n'
+
+
+def test_missing_image_entry_joins_the_list_aligned_with_its_siblings() -> None:
+    before = fixture(KUST)
+    after, applied = apply_edits(KUST, before, [("images.[name=batch-scorer].newTag", "v3")])
+    anchor = b"0000000000000000000000000000000000000000000000000000000000000000\n"
+    at = offset_after(before, anchor)
+    assert after == before[:at] + b"  - name: batch-scorer\n    newTag: v3\n" + before[at:]
+    assert applied == (("images.[name=batch-scorer].newTag", None, "v3"),)
+
+
+def test_missing_image_entry_joins_a_flow_list_as_a_flow_mapping() -> None:
+    before = b"resources: [deployment.yaml]\nimages: [{name: a, newTag: b}]  # flow\n"
+    after = edit(KUST, "images.[name=fraud-detector].newTag", "v8", before)
+    assert after == (
+        b"resources: [deployment.yaml]\n"
+        b"images: [{name: a, newTag: b}, {name: fraud-detector, newTag: v8}]  # flow\n"
+    )
+
+
+def test_replica_count_entry_is_created_as_a_plain_integer() -> None:
+    after = edit(KUST, "replicas.[name=fraud-detector].count", 3, NO_IMAGES)
+    assert after == NO_IMAGES + b"replicas:\n- count: 3\n  name: fraud-detector\n"
+
+
+def test_missing_candidate_joins_a_custom_resource_list_aligned_with_its_siblings() -> None:
+    before = fixture(PATCH)
+    after = edit(PATCH, "spec.candidates.[name=fraud-v3].weight", 0)
+    assert after == before + b"  - name: fraud-v3\n    weight: 0\n"
+
+
+def test_missing_list_in_a_custom_resource_follows_the_files_list_indentation() -> None:
+    before = b"kind: Experiment\nspec:\n  strategy: ab\n  hosts:\n    - a.example.com\n"
+    after = edit(PATCH, "spec.candidates.[name=fraud-v3].weight", 5, before)
+    assert after == before + b"  candidates:\n    - name: fraud-v3\n      weight: 5\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "field", "message"),
+    [
+        (
+            KUST,
+            NO_IMAGES,
+            "imagez.[name=x].newTag",
+            "the document has no key 'imagez'",
+        ),
+        (KUST, NO_IMAGES, "patches.[path=p.yaml].target", "the document has no key 'patches'"),
+        (PATCH, b"spec:\n  candidates:\n  - a\n", "spec.candidates.[name=x].weight", "no item"),
+        (PATCH, b"spec:\n  x: 1\n", "spec.candidates.[name=x].name", "has no key 'candidates'"),
+        (PATCH, b"spec:\n  x: 1\n", "spec.candidates.[=x].weight", "has no key 'candidates'"),
+        (PATCH, b"spec:\n  x: 1\n", "spec.candidates.[name=x].a.b", "has no key 'candidates'"),
+    ],
+)
+def test_entries_are_created_only_where_the_selector_key_identifies_them(
+    name: str, content: bytes, field: str, message: str
+) -> None:
+    with pytest.raises(EditError, match=re.escape(message)):
+        apply_edits(name, content, [(field, "v")])
+
+
+def test_entry_creatable_in_several_documents_is_ambiguous() -> None:
+    content = b"spec:\n  candidates: []\n---\nspec:\n  candidates: []\n"
+    with pytest.raises(EditError, match="the entry could be created in several documents"):
+        apply_edits(PATCH, content, [("spec.candidates.[name=x].weight", 1)])
+
+
+def test_created_entry_reads_back_and_a_second_edit_changes_it_in_place() -> None:
+    after, applied = apply_edits(
+        KUST,
+        NO_IMAGES,
+        [
+            ("images.[name=fraud-detector].newTag", "v8"),
+            ("images.[name=fraud-detector].newName", "ghcr.io/acme/fraud"),
+            ("images.[name=fraud-detector].newTag", "v9"),
+        ],
+    )
+    assert read_field(KUST, after, "images.[name=fraud-detector].newTag") == "v9"
+    assert [old for _, old, _ in applied] == [None, None, "v8"]
+    assert read_field(KUST, NO_IMAGES, "images.[name=fraud-detector].newTag") is None
+
+
+ENTRY_CREATIONS = [
+    (KUST, "images", "newTag"),
+    ("crlf-bom-" + KUST, "replicas", "count"),
+    (PATCH, "spec.candidates", "weight"),
+    (DEPLOY, "spec.template.spec.containers", "image"),
+]
+
+
+@settings(
+    max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    case=st.sampled_from(ENTRY_CREATIONS),
+    ident=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n]"),
+        min_size=1,
+        max_size=12,
+    ).filter(lambda s: s == s.strip()),
+    value=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+        max_size=24,
+    ),
+)
+def test_any_new_entry_is_a_pure_insertion_that_reads_back(
+    case: tuple[str, str, str], ident: str, value: str
+) -> None:
+    name, list_path, field_name = case
+    before = CORPUS[name]
+    old_docs = load_all(before)
+    items = old_docs[0]
+    for step in list_path.split("."):
+        items = items.get(step) if isinstance(items, dict) else None  # type: ignore[assignment]
+    if any(isinstance(i, dict) and i.get("name") == ident for i in items or []):  # type: ignore[attr-defined]
+        return  # an existing entry: that is an edit, not a creation
+    field = f"{list_path}.[name={ident}].{field_name}"
+    after, applied = apply_edits(name, before, [(field, value)])
+    assert applied == ((field, None, value),)
+    prefix = 0
+    while prefix < len(before) and before[prefix] == after[prefix]:
+        prefix += 1
+    assert after[prefix + len(after) - len(before) :] == before[prefix:]  # a pure insertion
+    new_docs = load_all(after)
+    expected = deepcopy(old_docs[0])
+    node = expected
+    steps = list_path.split(".")
+    for step in steps[:-1]:
+        node = node[step]  # type: ignore[index]
+    node.setdefault(steps[-1], []).append({"name": ident, field_name: value})  # type: ignore[union-attr]
+    assert new_docs[0] == expected
+    assert new_docs[1:] == old_docs[1:]
+    assert read_field(name, after, field) == value
+
+
+def test_real_kustomize_applies_a_created_image_entry_and_replica_count(tmp_path: Path) -> None:
+    """Kustomize itself reads the entries as written: no `images:` before, one after."""
+    (tmp_path / DEPLOY).write_bytes(fixture(DEPLOY))
+    before = (
+        b"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        b"resources:\n- deployment.yaml\n"
+    )
+    edited, _ = apply_edits(
+        KUST,
+        before,
+        [
+            ("images.[name=registry.example.com/ml/fraud-detector].newTag", "v8"),
+            ("images.[name=envoyproxy/envoy].newTag", "v1.31.0"),
+            ("replicas.[name=fraud-detector].count", 5),
+        ],
+    )
+    assert edited == before + (
+        b"images:\n- name: registry.example.com/ml/fraud-detector\n  newTag: v8\n"
+        b"- name: envoyproxy/envoy\n  newTag: v1.31.0\n"
+        b"replicas:\n- count: 5\n  name: fraud-detector\n"
+    )
+    (tmp_path / KUST).write_bytes(edited)
+    rendered = subprocess.run(
+        [str(KUBECTL), "kustomize", str(tmp_path)], capture_output=True, check=True, timeout=60
+    ).stdout
+    (deployment,) = load_all(rendered)
+    assert deployment["spec"]["replicas"] == 5  # type: ignore[index]
+    containers = deployment["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    assert [c["image"] for c in containers] == [
+        "registry.example.com/ml/fraud-detector:v8",
+        "envoyproxy/envoy:v1.31.0",
+    ]

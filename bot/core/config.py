@@ -403,7 +403,7 @@ def _semantic_issues(data: Any, document: Any) -> list[tuple[int | None, str]]:
     env_names = _check_unique_names(check, "environments", environments)
     model_names = _check_unique_names(check, "models", models)
     env_paths = _check_environments(check, environments, env_names)
-    _check_models(check, models, env_paths)
+    _check_models(check, models, env_paths, env_names)
     _check_triggers(check, _entries(data, "triggers"), env_names, model_names)
     _check_control_characters(check, data)
     return check.found
@@ -526,18 +526,22 @@ def _check_promotion_cycles(
 
 
 def _check_models(
-    check: _Checker, models: list[tuple[int, dict[str, Any]]], env_paths: dict[str, str]
+    check: _Checker,
+    models: list[tuple[int, dict[str, Any]]],
+    env_paths: dict[str, str],
+    env_names: list[str],
 ) -> None:
     for i, model in models:
         rules = model.get("set")
-        seen: dict[tuple[str, str], int] = {}
+        seen: dict[tuple[str, str], list[tuple[int, frozenset[str]]]] = {}
         for j, rule in enumerate(rules if isinstance(rules, list) else []):
             if not isinstance(rule, dict):
                 continue
             where: list[PathPart] = ["models", i, "set", j]
+            scope = _rule_scope(check, where, rule, env_paths, env_names)
             file, field = _str(rule, "file"), _str(rule, "field")
             if file:
-                _check_file(check, [*where, "file"], file, env_paths)
+                _check_file(check, [*where, "file"], file, scope)
             if field:
                 _check_field(check, [*where, "field"], field)
             value = _str(rule, "value")
@@ -545,9 +549,17 @@ def _check_models(
                 _check_template(check, [*where, "value"], value)
             if file and field:
                 key = (posixpath.normpath(file), field)
-                if key in seen:
-                    check.add([*where, "field"], f"sets the same field as set[{seen[key]}]")
-                seen.setdefault(key, j)
+                names = frozenset(scope)
+                for other, other_names in seen.get(key, []):
+                    shared = sorted(names & other_names)
+                    if shared:
+                        check.add(
+                            [*where, "field"],
+                            f"sets the same field as set[{other}] in environment"
+                            f"{'s' if len(shared) > 1 else ''} {', '.join(map(repr, shared))}",
+                        )
+                        break
+                seen.setdefault(key, []).append((j, names))
         pattern = _str(model, "version_pattern")
         if pattern is not None:
             _check_version_pattern(check, ["models", i, "version_pattern"], pattern)
@@ -555,14 +567,42 @@ def _check_models(
         if isinstance(traffic, dict):
             where = ["models", i, "traffic"]
             file = _str(traffic, "file")
+            scope = _rule_scope(check, where, traffic, env_paths, env_names)
             if file:
-                _check_file(check, [*where, "file"], file, env_paths)
+                _check_file(check, [*where, "file"], file, scope)
             for side in ("baseline", "candidate"):
                 field = _str(traffic, side)
                 if field:
                     _check_field(check, [*where, side], field)
             if traffic.get("baseline") and traffic.get("baseline") == traffic.get("candidate"):
                 check.add([*where, "candidate"], "is the same field as baseline")
+
+
+def _rule_scope(
+    check: _Checker,
+    where: list[PathPart],
+    rule: dict[str, Any],
+    env_paths: dict[str, str],
+    known: list[str],
+) -> dict[str, str]:
+    """{name: path} of the environments a rule applies to (all without `environments`);
+    unknown names are reported, environments with an invalid path (reported) left out."""
+    names = rule.get("environments")
+    if not isinstance(names, list):
+        return env_paths
+    scope: dict[str, str] = {}
+    for k, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        if name in env_paths:
+            scope[name] = env_paths[name]
+        elif name not in known:
+            check.add(
+                [*where, "environments", k],
+                f"unknown environment {name!r}{_did_you_mean(name, known)}; "
+                f"environments: {', '.join(known)}",
+            )
+    return scope
 
 
 def _check_version_pattern(check: _Checker, where: list[PathPart], pattern: str) -> None:
@@ -692,13 +732,19 @@ def _build_model(model: dict[str, Any]) -> Model:
         name=model["name"],
         registry_name=model["registry_name"],
         set=tuple(
-            SetRule(file=posixpath.normpath(r["file"]), field=r["field"], value=r["value"])
+            SetRule(
+                file=posixpath.normpath(r["file"]),
+                field=r["field"],
+                value=r["value"],
+                environments=tuple(r.get("environments", ())),
+            )
             for r in model["set"]
         ),
         traffic=TrafficRule(
             file=posixpath.normpath(traffic["file"]),
             baseline=traffic["baseline"],
             candidate=traffic["candidate"],
+            environments=tuple(traffic.get("environments", ())),
         )
         if traffic
         else None,

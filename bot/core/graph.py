@@ -296,6 +296,16 @@ def _collect(col: _Collector, doc: dict[object, object]) -> bool:
     return bool(doc.get("helmCharts") or doc.get("helmChartInflationGenerator"))
 
 
+def references(
+    snapshot: Snapshot, directory: str, file: str, doc: dict[object, object]
+) -> set[str]:
+    """Repo paths (files, kustomization directories, missing paths) a kustomization document
+    in ``directory`` references -- e.g. a fragment made of one shadowed duplicate key."""
+    col = _Collector(snapshot, directory, file)
+    _collect(col, doc)
+    return {*col.files, *col.directories, *col.missing}
+
+
 @dataclass
 class KustomizationGraph:
     """Lazily parsed kustomization graph of one snapshot; each directory is parsed once."""

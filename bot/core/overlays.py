@@ -22,6 +22,16 @@ Decisions worth knowing:
 - A missing final key is created when its parent mapping (or literal list) exists in exactly one
   document: one line after the parent's last entry, indented like its first key (or ``, key: v``
   inside a flow mapping); a missing parent is an error that says what exists instead.
+- ``list.[key=value].field`` where no item has ``key=value`` adds the item ``{key: value,
+  field: new}``, and the list itself when its parent mapping lacks it -- as ``kustomize edit set
+  image`` does: a new list goes after the parent's last entry, items not indented under the
+  key, and in a kustomization the two keys in the order Kustomize's marshaller sorts them
+  (``- name: x`` / ``  newTag: v8``; ``- count: 3`` / ``  name: x``). A new item joins an
+  existing list aligned with its siblings (a flow list gets ``{key: value, field: new}``).
+  Only where the selector key is the entries' identity: in a kustomization the top-level
+  ``images``, ``replicas``, ``configMapGenerator`` and ``secretGenerator`` by ``name`` (so a
+  misspelt field stays an error); elsewhere any list whose items all carry that key. A new
+  list outside a kustomization is indented like the document's other lists.
 - A path that resolves in several documents of a multi-document file is ambiguous (error).
 - ruamel.yaml rejects tabs in trailing whitespace, which YAML allows: the parser is shown those
   tabs as spaces (same offsets); the file keeps its tabs.
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import itertools
 import posixpath
 import re
 from collections.abc import Iterator, Sequence
@@ -80,7 +91,35 @@ class _Failure:
     message: str
 
 
-_Outcome = _Target | _Creatable | _Failure
+@dataclass(frozen=True)
+class _NewEntry:
+    """``[key=value].field`` where no item has ``key=value``: the item (and its list) is added.
+
+    ``list_key`` is None when the list exists (``parent`` is it); otherwise ``parent`` is the
+    mapping that lacks the list, which is created under ``list_key``.
+    """
+
+    doc: int
+    parent: MappingNode | SequenceNode
+    address: Address  # of the parent
+    chain: tuple[Node, ...]
+    list_key: str | None
+    match: Match
+    field: str
+
+
+_Outcome = _Target | _Creatable | _NewEntry | _Failure
+
+# Kustomization fields that are lists of mappings identified by a key, as `kustomize edit`
+# treats them; only these may gain an entry (or be created) in a kustomization file, so a
+# misspelt field is still an error there.
+_KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_KUSTOMIZATION_LISTS = {
+    "images": "name",
+    "replicas": "name",
+    "configMapGenerator": "name",
+    "secretGenerator": "name",
+}
 
 
 class _HardError(Exception):
@@ -171,13 +210,16 @@ def _apply_one(path: str, text: str, field: str, value: str | int) -> tuple[str,
     if found:
         target = _single_target(path, field, docs, found)
         return _replace(path, field, text, docs, target, value)
-    creatable = [o for o in outcomes if isinstance(o, _Creatable)]
+    creatable = [o for o in outcomes if isinstance(o, _Creatable | _NewEntry)]
     if len(creatable) > 1:
         names = ", ".join(_describe_doc(docs, c.doc) for c in creatable)
+        what = "key" if isinstance(creatable[0], _Creatable) else "entry"
         raise EditError(
-            path, f"{field}: ambiguous, the key could be created in several documents ({names})"
+            path, f"{field}: ambiguous, the {what} could be created in several documents ({names})"
         )
-    if creatable:
+    if creatable and isinstance(creatable[0], _NewEntry):
+        return _create_entry(path, field, text, docs, creatable[0], segments, value)
+    if creatable and isinstance(creatable[0], _Creatable):
         return _create(path, field, text, docs, creatable[0], value)
     failures = [o for o in outcomes if isinstance(o, _Failure)]
     if not failures:
@@ -265,6 +307,133 @@ def _create(
     raise EditError(path, f"{field}: cannot add {new!r} here safely: {failure}")
 
 
+def _create_entry(
+    path: str,
+    field: str,
+    text: str,
+    docs: list[Node | None],
+    spot: _NewEntry,
+    segments: tuple[Segment, ...],
+    value: str | int,
+) -> tuple[str, str | None, str]:
+    """Add the list item ``{key: value, field: new}`` (and the list when it is missing).
+
+    Kustomize's layout: ``kustomize edit set image`` writes ``images:`` after the fields the
+    file already has, items not indented under the key (``- name: x`` then ``  newTag: v8``),
+    keys in the order its marshaller sorts them. An item joins an existing list aligned with
+    its siblings; a new list outside a kustomization follows the file's own list indentation.
+    """
+    _refuse_shared(path, field, docs, spot.doc, spot.chain)
+    new = str(value)
+    idents = _string_renderings(spot.match.value, None)
+    if isinstance(value, int):
+        values = [(new, _INT)]
+    else:
+        values = [(r, _STR) for r in _string_renderings(new, None)]
+    kustomization = _is_kustomization(path)
+    failure = ""
+    for ident, (rendered, tag) in itertools.product(idents, values):
+        pairs = [(spot.match.key, ident), (spot.field, rendered)]
+        if kustomization:
+            pairs.sort(key=lambda pair: pair[0])  # Go's YAML marshaller sorts mapping keys
+        written = [(_string_renderings(k, None)[0], v) for k, v in pairs]
+        result = _insert_new_entry(path, field, text, docs[spot.doc], spot, written, kustomization)
+        failure = _verify_entry(path, result, docs, spot, segments, new, tag)
+        if not failure:
+            return result, None, new
+    raise EditError(path, f"{field}: cannot add {new!r} here safely: {failure}")
+
+
+def _insert_new_entry(
+    path: str,
+    field: str,
+    text: str,
+    root: Node | None,
+    spot: _NewEntry,
+    pairs: list[tuple[str, str]],
+    kustomization: bool,
+) -> str:
+    parent = spot.parent
+    flow_item = "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+    if spot.list_key is None:
+        assert isinstance(parent, SequenceNode)
+        if parent.flow_style or not parent.value:
+            return _insert_entry(path, field, text, parent, flow_item, item=True)
+        dash = int(parent.start_mark.column)
+        first = parent.value[0]
+        gap = _dash_gap(text, parent)
+        column = dash + 1 + len(gap)
+        if isinstance(first, MappingNode) and first.value and not first.flow_style:
+            column = int(first.value[0][0].start_mark.column)
+        lines = [" " * dash + "-" + gap + f"{pairs[0][0]}: {pairs[0][1]}"]
+        lines += [" " * column + f"{k}: {v}" for k, v in pairs[1:]]
+        return _insert_lines(path, field, text, parent, lines)
+    assert isinstance(parent, MappingNode)
+    key = _string_renderings(spot.list_key, None)[0]
+    if parent.flow_style or not parent.value:
+        return _insert_entry(path, field, text, parent, f"{key}: [{flow_item}]", item=False)
+    column = int(parent.value[0][0].start_mark.column)
+    dash = column + (0 if kustomization else _list_offset(root))
+    lines = [" " * column + f"{key}:", " " * dash + f"- {pairs[0][0]}: {pairs[0][1]}"]
+    lines += [" " * (dash + 2) + f"{k}: {v}" for k, v in pairs[1:]]
+    return _insert_lines(path, field, text, parent, lines)
+
+
+def _list_offset(root: Node | None) -> int:
+    """How far the document's first block list under a key sits right of its key (0: none)."""
+    for node in _walk(root):
+        if isinstance(node, MappingNode) and not node.flow_style:
+            for k, v in node.value:
+                if isinstance(v, SequenceNode) and not v.flow_style and v.value:
+                    return max(0, int(v.start_mark.column) - int(k.start_mark.column))
+    return 0
+
+
+def _verify_entry(
+    path: str,
+    result: str,
+    old_docs: list[Node | None],
+    spot: _NewEntry,
+    segments: tuple[Segment, ...],
+    expect: str,
+    tag: str,
+) -> str:
+    """Return "" if ``result`` is the old file plus exactly the new entry, else why not."""
+    try:
+        new_docs = _compose(path, result)
+    except EditError as exc:
+        return f"the result would not parse ({exc})"
+    if len(new_docs) != len(old_docs):
+        return "the result would change the number of documents"
+    count = len(spot.parent.value)
+    step = count if spot.list_key is None else 2 * count + 1
+    for i, (before, after) in enumerate(zip(old_docs, new_docs, strict=True)):
+        skip = (spot.address, step) if i == spot.doc else None
+        if _fingerprint(before, (), None) != _fingerprint(after, (), None, skip):
+            return "the result would change other values in the file"
+    added = _node_at(new_docs[spot.doc], (*spot.address, step))
+    if spot.list_key is not None:
+        if not isinstance(added, SequenceNode) or len(added.value) != 1:
+            return "the result would not hold a list with one item in the new place"
+        added = added.value[0]
+    if not isinstance(added, MappingNode) or len(added.value) != 2:
+        return "the result would not hold an item with exactly two fields"
+    fields = {k.value: v for k, v in added.value if isinstance(k, ScalarNode)}
+    ident, target = fields.get(spot.match.key), fields.get(spot.field)
+    if not isinstance(ident, ScalarNode) or (ident.value, ident.tag) != (spot.match.value, _STR):
+        return f"the new item would not read back with {spot.match}"
+    if not isinstance(target, ScalarNode) or (target.value, target.tag) != (expect, tag):
+        value = target.value if isinstance(target, ScalarNode) else None
+        return f"the result would read back as {value!r}"
+    try:
+        outcome = _resolve(spot.doc, new_docs[spot.doc], segments)
+    except _HardError as exc:
+        return f"the result would not resolve ({exc})"
+    if not isinstance(outcome, _Target) or outcome.node is not target:
+        return "the field path would not find the new item"
+    return ""
+
+
 def _insert_entry(
     path: str, field: str, text: str, parent: MappingNode | SequenceNode, entry: str, item: bool
 ) -> str:
@@ -277,21 +446,33 @@ def _insert_entry(
             raise EditError(path, f"{field}: line {_line(parent)}: cannot find where to add it")
         return text[:end] + ", " + entry + text[end:]
     if item:
-        dash = parent.start_mark.index
-        first = parent.value[0].start_mark.index
-        gap = text[dash + 1 : first]
-        if not gap or gap.strip(" "):
-            gap = " "
-        line = " " * int(parent.start_mark.column) + "-" + gap + entry
+        assert isinstance(parent, SequenceNode)
+        line = " " * int(parent.start_mark.column) + "-" + _dash_gap(text, parent) + entry
     else:
         line = " " * int(parent.value[0][0].start_mark.column) + entry
+    return _insert_lines(path, field, text, parent, [line])
+
+
+def _dash_gap(text: str, sequence: SequenceNode) -> str:
+    """The whitespace between a block list's first dash and its item (one space if odd)."""
+    dash = sequence.start_mark.index
+    first = sequence.value[0].start_mark.index
+    gap = text[dash + 1 : first]
+    return " " if not gap or gap.strip(" ") else gap
+
+
+def _insert_lines(
+    path: str, field: str, text: str, parent: MappingNode | SequenceNode, lines: list[str]
+) -> str:
+    """Insert whole lines after the block collection's last entry, with the file's line break."""
     pos = _end_of_last_line(text, parent)
     if pos is None:
         raise EditError(path, f"{field}: line {_line(parent)}: cannot find where to add it")
     eol = _line_break(text, pos)
+    block = eol.join(lines)
     if pos == len(text) and not text.endswith("\n"):
-        return text + eol + line
-    return text[:pos] + line + eol + text[pos:]
+        return text + eol + block
+    return text[:pos] + block + eol + text[pos:]
 
 
 def _end_of_last_line(text: str, collection: MappingNode | SequenceNode) -> int | None:
@@ -531,13 +712,52 @@ def _resolve_all(
     outcomes: list[_Outcome] = []
     for i, root in enumerate(docs):
         try:
-            outcomes.append(_resolve(i, root, segments))
+            outcomes.append(_resolve(i, root, segments, _is_kustomization(path)))
         except _HardError as exc:
             raise EditError(path, f"{field}: {_where(docs, i)}{exc}") from None
     return outcomes
 
 
-def _resolve(doc: int, root: Node | None, segments: tuple[Segment, ...]) -> _Outcome:
+def _is_kustomization(path: str) -> bool:
+    return posixpath.basename(path) in _KUSTOMIZATION_FILES
+
+
+def _new_entry_shape(
+    segments: tuple[Segment, ...], i: int, kustomization: bool
+) -> tuple[Match, str] | None:
+    """``segments[i:]`` is ``[key=value].field`` with ``key`` the entry's identity: the
+    selector and the field, else None. In a kustomization only Kustomize's own keyed lists
+    (images, replicas, generators) qualify, at the top of the document."""
+    if len(segments) - i != 2:
+        return None
+    seg, last = segments[i], segments[i + 1]
+    if not isinstance(seg, Match) or not isinstance(last, Key) or not seg.key:
+        return None
+    if last.name == seg.key:
+        return None  # setting the identity itself: there is nothing to identify the entry by
+    if kustomization:
+        if i != 1 or not isinstance(segments[0], Key):
+            return None
+        if _KUSTOMIZATION_LISTS.get(segments[0].name) != seg.key:
+            return None
+    return seg, last.name
+
+
+def _identified_by(items: list[Node], key: str) -> bool:
+    """Every item is a block or flow mapping with a scalar ``key``: the key is their identity."""
+    return all(
+        isinstance(item, MappingNode)
+        and any(
+            isinstance(k, ScalarNode) and k.value == key and isinstance(v, ScalarNode)
+            for k, v in item.value
+        )
+        for item in items
+    )
+
+
+def _resolve(
+    doc: int, root: Node | None, segments: tuple[Segment, ...], kustomization: bool = False
+) -> _Outcome:
     node: Node | None = root
     address: Address = ()
     chain: list[Node] = []
@@ -570,6 +790,9 @@ def _resolve(doc: int, root: Node | None, segments: tuple[Segment, ...]) -> _Out
             if not hits:
                 if last:
                     return _Creatable(doc, node, address, tuple(chain), name, literal=False)
+                shape = _new_entry_shape(segments, i + 1, kustomization)
+                if shape is not None:
+                    return _NewEntry(doc, node, address, tuple(chain), name, *shape)
                 return _Failure(doc, i, f"{here} has no key {name!r}{_suggest(name, node)}")
             j, k, v = hits[0]
             node, key_node, address = v, k, (*address, 2 * j + 1)
@@ -590,6 +813,9 @@ def _resolve(doc: int, root: Node | None, segments: tuple[Segment, ...]) -> _Out
                     lines = ", ".join(str(_line(items[j])) for j in picked)
                     raise _HardError(f"{seg} matches {len(picked)} items of {here} (lines {lines})")
                 if not picked:
+                    shape = _new_entry_shape(segments, i, kustomization)
+                    if shape is not None and _identified_by(items, seg.key):
+                        return _NewEntry(doc, node, address, tuple(chain), None, *shape)
                     return _Failure(doc, i, f"no item of {here} has {_describe_match(seg, items)}")
                 node, address = items[picked[0]], (*address, picked[0])
             else:

@@ -64,11 +64,18 @@ def resolve_target(config: Config, model_name: str, env_name: str) -> tuple[Mode
     return model, environment
 
 
-def validate_traffic(traffic: tuple[int, int] | None, model: Model) -> None:
+def validate_traffic(
+    traffic: tuple[int, int] | None, model: Model, environment: Environment | None = None
+) -> None:
     if traffic is None:
         return
     if model.traffic is None:
         raise PlanError(f"Model '{model.name}' has no `traffic` rule in .gitops-bot.yaml.")
+    if environment is not None and not model.traffic.applies_to(environment.name):
+        raise PlanError(
+            f"Model '{model.name}' has no `traffic` rule for environment '{environment.name}' "
+            f"(it applies to {', '.join(model.traffic.environments)})."
+        )
     baseline, candidate = traffic
     if min(baseline, candidate) < 0 or baseline + candidate != 100:
         raise PlanError(
@@ -107,7 +114,14 @@ def field_edits(
         "run_id": request.run_id,
     }
     edits: list[FieldEdit] = []
-    for rule in model.set:
+    rules = [rule for rule in model.set if rule.applies_to(environment.name)]
+    if not rules:
+        scoped = sorted({name for rule in model.set for name in rule.environments})
+        raise PlanError(
+            f"Model '{model.name}' has no `set` rule for environment '{environment.name}' in "
+            f".gitops-bot.yaml (its rules apply to {', '.join(scoped) or 'no environment'})."
+        )
+    for rule in rules:
         if "{storage_uri}" in rule.value and not request.source_uri:
             raise PlanError(
                 f"Model '{model.name}' sets {rule.file} {rule.field} from {{storage_uri}}, "
@@ -116,7 +130,11 @@ def field_edits(
         path = safe_repo_path(environment.path, rule.file)
         value = _render_value(rule.value, values, f"models[{model.name}].set {rule.field}")
         edits.append(FieldEdit(path=path, field=rule.field, value=value))
-    if request.traffic is not None and model.traffic is not None:
+    if (
+        request.traffic is not None
+        and model.traffic is not None
+        and model.traffic.applies_to(environment.name)
+    ):
         path = safe_repo_path(environment.path, model.traffic.file)
         edits.append(FieldEdit(path, model.traffic.baseline, request.traffic[0]))
         edits.append(FieldEdit(path, model.traffic.candidate, request.traffic[1]))
@@ -160,7 +178,7 @@ def plan_change(config: Config, snapshot: Snapshot, request: PromotionRequest) -
     """Validate the request against the config and compute the edits of its PR."""
     model, environment = resolve_target(config, request.model, request.environment)
     request = _canonical(request, model)
-    validate_traffic(request.traffic, model)
+    validate_traffic(request.traffic, model, environment)
     changes = apply_field_edits(snapshot, field_edits(request, model, environment))
     meta: dict[str, object] = {
         "v": 1,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.core.diff import BudgetExceeded, diff_environment, too_large
-from bot.core.graph import affected_overlays
+from bot.core.graph import KustomizationGraph, affected_overlays, shared_parse_cache
 from bot.core.types import Config, EnvironmentDiff, FileChange, RenderResult, Snapshot
 
 # (base snapshot, head snapshot, overlays) -> {overlay: (base render, head render)}
@@ -93,7 +93,25 @@ def environment_diffs(
         except BudgetExceeded:
             why = f"rendering and diffing took longer than the {budget.seconds:g} s a job may spend"
             out.append(too_large(name, overlay, base_r, why))
-    return tuple(out)
+    return tuple(with_missing_files(base, head, out))
+
+
+def with_missing_files(
+    base: Snapshot, head: Snapshot, diffs: Sequence[EnvironmentDiff]
+) -> list[EnvironmentDiff]:
+    """Each diff whose build fails, with every missing file its graph references named."""
+    cache = shared_parse_cache()
+    graphs = (KustomizationGraph(base, cache), KustomizationGraph(head, cache))
+    out: list[EnvironmentDiff] = []
+    for diff in diffs:
+        missing = [
+            tuple(sorted(graph.closure(diff.overlay).missing)) if not result.ok else ()
+            for graph, result in zip(graphs, (diff.base, diff.head), strict=True)
+        ]
+        if any(missing):
+            diff = replace(diff, base_missing=missing[0], head_missing=missing[1])
+        out.append(diff)
+    return out
 
 
 def changed_paths(base: Snapshot, head: Snapshot) -> frozenset[str]:

@@ -302,6 +302,14 @@ def render_pull_request(plan: Plan, *, limit: int = GITHUB_TEXT_LIMIT) -> PullRe
         "request": request,
         "model": plan.model,
         "environment": plan.environment,
+        "others": [env for env in plan.affected if env.name != plan.environment.name],
+        "unchanged": plan.unchanged,
+        "broken": [
+            {"name": d.environment, "overlay": d.overlay, "label": render_status(d).label}
+            for d in plan.diffs
+            if not d.head.ok
+        ],
+        "duplicates": plan.duplicates,
         "branch": plan.branch,
         "meta_marker": meta_marker(plan.meta),
         "files": _file_entries(plan),

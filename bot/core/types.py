@@ -44,6 +44,10 @@ class SetRule:
     file: str  # relative to the environment's path
     field: str  # Kustomize field path, e.g. images.[name=x].newTag
     value: str  # template with {storage_uri}, {version}, {model}, {registry_name}, {run_id}
+    environments: tuple[str, ...] = ()  # the environments it applies to; () = every one
+
+    def applies_to(self, environment: str) -> bool:
+        return not self.environments or environment in self.environments
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,10 @@ class TrafficRule:
     file: str  # relative to the environment's path
     baseline: str  # field path of the baseline weight
     candidate: str  # field path of the candidate weight
+    environments: tuple[str, ...] = ()  # the environments it applies to; () = every one
+
+    def applies_to(self, environment: str) -> bool:
+        return not self.environments or environment in self.environments
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,10 @@ class EnvironmentDiff:
     head: RenderResult
     changes: tuple[ResourceChange, ...] = ()
     unified_diff: str = ""  # unified diff of the (redacted, normalised) rendered YAML
+    # repo paths the build references that do not exist, every one the graph knows (Kustomize
+    # names only the first); filled for a side that fails to build
+    base_missing: tuple[str, ...] = ()
+    head_missing: tuple[str, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -151,6 +163,38 @@ class EnvironmentDiff:
         for change in self.changes:
             out[change.status] += 1
         return out
+
+
+# --------------------------------------------------------------------------- no-op diagnosis
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    """A key written more than once in one mapping of a kustomization file."""
+
+    file: str
+    key: str  # dotted path of the key, e.g. "patches" or "images.0.newTag"
+    lines: tuple[int, ...]  # 1-based, in file order; Kustomize keeps the last
+
+    @property
+    def kept(self) -> int:
+        return self.lines[-1]
+
+    @property
+    def shadowed(self) -> tuple[int, ...]:
+        return self.lines[:-1]
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """One reason the target environment's render does not change."""
+
+    kind: Literal["already-set", "shadowed", "not-loaded", "no-effect"]
+    file: str  # the edited file (already-set: the file holding the value)
+    field: str = ""  # already-set: the field path
+    value: str = ""  # already-set: the value it already has
+    duplicate: DuplicateKey | None = None  # shadowed: the duplicate key
+    line: int = 0  # shadowed: the line of the occurrence that references the file
 
 
 # --------------------------------------------------------------------------- plans
@@ -180,6 +224,13 @@ class Plan:
     environment: Environment
     model: Model
     meta: Mapping[str, object] = field(default_factory=dict)  # goes into the hidden marker
+    # every configured environment whose render the change alters (the target first): the
+    # approval gate applies each one's policy, so the PR names them all
+    affected: tuple[Environment, ...] = ()
+    # why the target's render does not change (empty when it does, or fails to build)
+    unchanged: tuple[Unchanged, ...] = ()
+    # duplicate keys in the kustomizations the affected environments build
+    duplicates: tuple[DuplicateKey, ...] = ()
 
 
 @dataclass(frozen=True)
