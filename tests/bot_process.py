@@ -39,6 +39,7 @@ def bot_env(
         "MLFLOW_TARGET_REPOS": ",".join(repos),
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "INFO",
+        "METRICS_LISTEN": f"127.0.0.1:{free_port()}",  # never the shared default port
     }
     env.update(extra)
     return env
@@ -71,6 +72,11 @@ class BotProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """/metrics on the process's loopback metrics listener (METRICS_LISTEN)."""
+        return f"http://{self.env['METRICS_LISTEN']}/metrics"
 
     def start(self, timeout: float = 30.0) -> BotProcess:
         log = self.log_path.open("ab")

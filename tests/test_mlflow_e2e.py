@@ -188,7 +188,7 @@ def wait_for(what: str, predicate: Callable[[], Any], logs: list[Path]) -> Any:
 
 def _reconcile_rounds(bot: BotProcess) -> int:
     """Reconcile jobs the bot's worker finished, from its own /metrics."""
-    text = requests.get(f"{bot.url}/metrics", timeout=5).text
+    text = requests.get(bot.metrics_url, timeout=5).text
     return sum(
         int(sample.value)
         for family in text_string_to_metric_families(text)
@@ -199,8 +199,8 @@ def _reconcile_rounds(bot: BotProcess) -> int:
 
 
 def _refusals_counted(bot: BotProcess, kind: str) -> int:
-    """gitops_bot_promotion_refusals_total for one kind, from the bot's own /metrics."""
-    text = requests.get(f"{bot.url}/metrics", timeout=5).text
+    """gitops_bot_promotion_refusals_total for one kind, from the bot's metrics listener."""
+    text = requests.get(bot.metrics_url, timeout=5).text
     return sum(
         int(sample.value)
         for family in text_string_to_metric_families(text)
