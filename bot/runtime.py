@@ -129,17 +129,31 @@ def job_handler(runtime: Runtime) -> Any:
 
 
 def web_app(runtime: Runtime) -> Flask:
+    from bot.gateways.github_user import GitHubOAuth
     from bot.web.app import create_app
-    from bot.web.operator import GitHubOperatorData, operator_blueprint
+    from bot.web.operator import GitHubOperatorData, install_operator_page
 
-    app = create_app(runtime.settings, runtime.queue, metrics=runtime.metrics)
+    settings = runtime.settings
+    app = create_app(settings, runtime.queue, metrics=runtime.metrics)
     data = GitHubOperatorData(
         runtime.services.github,
         runtime.queue,
-        runtime.settings.mlflow_target_repos,
-        bot_login=runtime.settings.bot_login,
+        settings.mlflow_target_repos,
+        bot_login=settings.bot_login,
     )
-    app.register_blueprint(operator_blueprint(data))
+    oauth = None
+    if settings.signin_enabled:
+        oauth = GitHubOAuth(
+            settings.github_client_id,
+            settings.github_client_secret,
+            settings.github_web_url,
+            settings.github_api_url,
+        )
+    else:
+        log.warning("operator page disabled: GITHUB_CLIENT_ID is not set (docs/deploy.md §2)")
+    install_operator_page(
+        app, data, oauth=oauth, settings=settings, repos=settings.mlflow_target_repos
+    )
     return app
 
 

@@ -117,6 +117,36 @@ class BotProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+OPERATOR = "octo-operator"
+SESSION_SECRET = "session-secret-for-serve-tests-0123456789"
+
+
+def enable_signin(
+    bot: BotProcess, fake: Any, repos: tuple[str, ...], login: str = OPERATOR
+) -> None:
+    """Before `bot.start()`: sign-in through the fake GitHub's OAuth client, `login` signed
+    in to GitHub in the "browser" and able to read `repos`."""
+    assert bot.proc is None, "enable sign-in before starting the process"
+    bot.env.update(
+        GITHUB_CLIENT_ID=fake.client_id,
+        GITHUB_CLIENT_SECRET=fake.client_secret,
+        SESSION_SECRET=SESSION_SECRET,
+        PUBLIC_URL=bot.url,
+    )
+    fake.register_callback(f"{bot.url}/oauth/callback")
+    fake.sign_in_web(login)
+    for repo in repos:
+        fake.set_permission(repo, login, "read")
+
+
+def signed_in(bot: BotProcess) -> requests.Session:
+    """A requests session that went through "Sign in with GitHub" on the running bot."""
+    session = requests.Session()
+    landed = session.get(f"{bot.url}/login", timeout=30)
+    assert landed.status_code == 200 and landed.url == f"{bot.url}/", (landed.url, landed.text)
+    return session
+
+
 def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
     """Poll until `predicate()` is truthy and return its value (TimeoutError otherwise)."""
     deadline = time.monotonic() + timeout
