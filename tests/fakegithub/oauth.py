@@ -139,7 +139,8 @@ class OAuthMixin:
             )
             return self._web_finish("GET", AUTHORIZE, query, 302, {"Location": location}, b"")
         if self.web_user is None:  # GitHub's sign-in form: the test never gets past it
-            html = b"<!DOCTYPE html><title>Sign in to GitHub</title><h1>Sign in to GitHub</h1>"
+            html = b'<!DOCTYPE html><link rel="icon" href="data:,"><title>Sign in to GitHub</title>'
+            html += b"<h1>Sign in to GitHub</h1>"
             return self._web_finish("GET", AUTHORIZE, query, 200, _HTML, html)
         code = secrets.token_hex(10)
         self._grants[code] = Grant(self.web_user, redirect, now() + CODE_TTL)
