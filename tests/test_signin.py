@@ -372,6 +372,15 @@ def test_get_logout_does_not_sign_out(app: Flask, github: FakeGitHub) -> None:
     assert OURS_URI in page(client)
 
 
+def test_starting_another_sign_in_signs_nobody_out(app: Flask, github: FakeGitHub) -> None:
+    client = app.test_client()
+    sign_in(client, github, "alice")
+    start(client)  # e.g. a link to /login from another site, followed
+    assert OURS_URI in page(client)
+    client.get("/oauth/callback?state=wrong&code=abc")  # and a failed callback
+    assert OURS_URI in page(client)
+
+
 def test_logout_needs_the_pages_csrf_token(app: Flask, github: FakeGitHub) -> None:
     client = app.test_client()
     sign_in(client, github, "alice")

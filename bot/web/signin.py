@@ -127,7 +127,7 @@ def signin_blueprint(
     @bp.get("/login")
     def login() -> BaseResponse:
         state = secrets.token_urlsafe(32)
-        session.clear()  # signing in again starts from nothing
+        # a GET changes no sign-in: a current session stays until the callback replaces it
         session["oauth_state"] = state
         session["state_at"] = clock()
         response = redirect(oauth.authorize_url(state, redirect_uri), code=302)
