@@ -150,7 +150,7 @@ def web_app(runtime: Runtime) -> Flask:
             settings.github_api_url,
         )
     else:
-        log.warning("operator page disabled: GITHUB_CLIENT_ID is not set (docs/deploy.md §2)")
+        log.warning("operator page disabled: GITHUB_CLIENT_ID is not set (docs/deploy.md §1.1)")
     install_operator_page(
         app, data, oauth=oauth, settings=settings, repos=settings.mlflow_target_repos
     )

@@ -39,7 +39,6 @@ def bot_env(
         "MLFLOW_TARGET_REPOS": ",".join(repos),
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "INFO",
-        "METRICS_LISTEN": f"127.0.0.1:{free_port()}",  # never the shared default port
     }
     env.update(extra)
     return env
@@ -58,6 +57,8 @@ class BotProcess:
     @classmethod
     def serve(cls, env: dict[str, str], log_path: Path, *, workers: bool = True) -> BotProcess:
         port = free_port()
+        # each process its own metrics listener, never the shared default port
+        env = {"METRICS_LISTEN": f"127.0.0.1:{free_port()}", **env}
         args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
         if not workers:
             args.append("--no-workers")

@@ -98,7 +98,7 @@ def test_serve_exposes_metrics_on_its_loopback_listener_not_on_the_web_port(
         )
         assert posted.status_code == 202
         assert requests.get(f"{bot.url}/metrics", timeout=5).status_code == 404
-        listener = f"http://{env['METRICS_LISTEN']}"
+        listener = f"http://{bot.env['METRICS_LISTEN']}"
         text = requests.get(f"{listener}/metrics", timeout=5).text
         assert 'gitops_bot_webhook_deliveries_total{outcome="queued",source="mlflow"} 1.0' in text
         assert requests.get(f"{listener}/", timeout=5).status_code == 404  # metrics only
