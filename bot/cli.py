@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.core.errors import BotError, ConfigError
+from bot.settings import SettingsError
 
 CONFIG_FILE = ".gitops-bot.yaml"
 
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         return 2
-    except BotError as exc:
+    except (BotError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

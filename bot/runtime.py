@@ -138,17 +138,31 @@ def job_handler(runtime: Runtime) -> Any:
 
 
 def web_app(runtime: Runtime) -> Flask:
+    from bot.gateways.github_user import GitHubOAuth
     from bot.web.app import create_app
-    from bot.web.operator import GitHubOperatorData, operator_blueprint
+    from bot.web.operator import GitHubOperatorData, install_operator_page
 
-    app = create_app(runtime.settings, runtime.queue, metrics=runtime.metrics)
+    settings = runtime.settings
+    app = create_app(settings, runtime.queue, metrics=runtime.metrics)
     data = GitHubOperatorData(
         runtime.services.github,
         runtime.queue,
-        runtime.settings.mlflow_target_repos,
-        bot_login=runtime.settings.bot_login,
+        settings.mlflow_target_repos,
+        bot_login=settings.bot_login,
     )
-    app.register_blueprint(operator_blueprint(data))
+    oauth = None
+    if settings.signin_enabled:
+        oauth = GitHubOAuth(
+            settings.github_client_id,
+            settings.github_client_secret,
+            settings.github_web_url,
+            settings.github_api_url,
+        )
+    else:
+        log.warning("operator page disabled: GITHUB_CLIENT_ID is not set (docs/deploy.md §1.1)")
+    install_operator_page(
+        app, data, oauth=oauth, settings=settings, repos=settings.mlflow_target_repos
+    )
     return app
 
 
@@ -207,6 +221,29 @@ def _install_signal_handlers(stop: threading.Event, on_stop: Any = None) -> None
     signal.signal(signal.SIGINT, handler)
 
 
+def start_metrics_listener(runtime: Runtime) -> Any:
+    """Serve /metrics on METRICS_LISTEN (loopback by default) in a thread; None when off."""
+    from werkzeug.serving import make_server
+
+    from bot.web.metrics import metrics_app
+
+    listen = runtime.settings.metrics_listen
+    if listen is None:
+        return None
+    host, port = listen
+    try:
+        server = make_server(host, port, metrics_app(runtime.metrics), threaded=True)
+    except (OSError, SystemExit) as exc:  # Werkzeug exits on an address in use
+        reason = exc.strerror if isinstance(exc, OSError) else "address in use or unavailable"
+        raise SettingsError(
+            f"METRICS_LISTEN {host}:{port}: cannot listen ({reason}); "
+            "choose another address or set METRICS_LISTEN=off"
+        ) from None
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+    return server
+
+
 def serve(host: str = "127.0.0.1", port: int = 8080, workers: bool = True) -> int:
     """Web server plus in-process workers: the embedded single-process deployment."""
     from werkzeug.serving import make_server
@@ -214,11 +251,19 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: bool = True) -> in
     settings = load_settings()
     configure_logging(settings.log_level)
     runtime = build_runtime(settings)
+    app = web_app(runtime)
+    metrics_server = start_metrics_listener(runtime)
     stop = threading.Event()
     threads = [_start_workers(runtime, stop)] if workers else []
     start_reconcile_timer(runtime, stop)
-    server = make_server(host, port, web_app(runtime), threaded=True)
-    _install_signal_handlers(stop, lambda: threading.Thread(target=server.shutdown).start())
+    server = make_server(host, port, app, threaded=True)
+
+    def shutdown() -> None:
+        server.shutdown()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+
+    _install_signal_handlers(stop, lambda: threading.Thread(target=shutdown).start())
     log.info("gitops-bot listening on http://%s:%d", host, server.server_port)
     server.serve_forever()
     for thread in threads:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 class SettingsError(ValueError):
@@ -54,6 +55,20 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     timestamp_tolerance_s: float = 300.0
     log_level: str = "INFO"
+    # sign-in to the operator page through the App's own OAuth client (off without a client id)
+    github_client_id: str = ""
+    github_client_secret: Secret = field(default_factory=lambda: Secret(""))
+    session_secret: Secret = field(default_factory=lambda: Secret(""))
+    public_url: str = ""  # where browsers reach the bot, e.g. https://gitops-bot.example.com
+    github_web_url: str = "https://github.com"
+    session_lifetime_s: float = 3600.0
+    # /metrics: on the main app only with this bearer token; unauthenticated on metrics_listen
+    metrics_token: Secret = field(default_factory=lambda: Secret(""))
+    metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9102)
+
+    @property
+    def signin_enabled(self) -> bool:
+        return bool(self.github_client_id)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -103,6 +118,75 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     return value
 
 
+MIN_SESSION_SECRET = 32
+
+
+def web_url_for(api_url: str) -> str:
+    """GitHub's web root for an API root: github.com, a GHES host, or the same URL (a fake)."""
+    if api_url == "https://api.github.com":
+        return "https://github.com"
+    if api_url.endswith("/api/v3"):
+        return api_url[: -len("/api/v3")]
+    return api_url
+
+
+def _public_url(env: Mapping[str, str]) -> str:
+    raw = env.get("PUBLIC_URL", "").strip().rstrip("/")
+    if not raw:
+        raise SettingsError(
+            "PUBLIC_URL is required with GITHUB_CLIENT_ID (the bot's URL as browsers reach it, "
+            "e.g. https://gitops-bot.example.com; the OAuth callback is PUBLIC_URL/oauth/callback)"
+        )
+    split = urlsplit(raw)
+    if split.scheme not in ("http", "https") or not split.hostname:
+        raise SettingsError(
+            "PUBLIC_URL must be an http(s) URL such as https://gitops-bot.example.com"
+        )
+    if split.path or split.query or split.fragment or split.username or split.password:
+        raise SettingsError("PUBLIC_URL must be scheme://host[:port] only (no path, query or user)")
+    return raw
+
+
+def _signin(env: Mapping[str, str]) -> dict[str, object]:
+    """The OAuth sign-in settings, all or nothing: a half-configured sign-in is an error."""
+    client_id = env.get("GITHUB_CLIENT_ID", "").strip()
+    client_secret = env.get("GITHUB_CLIENT_SECRET", "")
+    session_secret = env.get("SESSION_SECRET", "")
+    if not client_id:
+        for name, value in (
+            ("GITHUB_CLIENT_SECRET", client_secret),
+            ("SESSION_SECRET", session_secret),
+        ):
+            if value:
+                raise SettingsError(f"{name} is set but GITHUB_CLIENT_ID is not")
+        return {}
+    if not client_secret:
+        raise SettingsError("GITHUB_CLIENT_SECRET is required with GITHUB_CLIENT_ID")
+    if len(session_secret) < MIN_SESSION_SECRET:
+        raise SettingsError(
+            f"SESSION_SECRET must be at least {MIN_SESSION_SECRET} characters with "
+            "GITHUB_CLIENT_ID (it signs the session cookies; e.g. `openssl rand -hex 32`)"
+        )
+    return {
+        "github_client_id": client_id,
+        "github_client_secret": Secret(client_secret),
+        "session_secret": Secret(session_secret),
+        "public_url": _public_url(env),
+        "session_lifetime_s": _positive(env, "SESSION_LIFETIME_SECONDS", 3600.0),
+    }
+
+
+def _listen(env: Mapping[str, str], name: str, default: str) -> tuple[str, int] | None:
+    raw = env.get(name, default).strip()
+    if raw.lower() in ("", "off"):
+        return None
+    host, sep, port = raw.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise SettingsError(f"{name} must be host:port (e.g. 127.0.0.1:9102) or off")
+    return host, int(port)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (or the given mapping, for tests)."""
     env = os.environ if env is None else env
@@ -111,11 +195,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for repo in repos:
         if repo.count("/") != 1:
             raise SettingsError(f"MLFLOW_TARGET_REPOS: '{repo}' is not owner/name")
+    api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     return Settings(
         github_app_id=env.get("GITHUB_APP_ID", "").strip(),
         github_private_key=Secret(_private_key(env)),
         github_webhook_secret=Secret(env.get("GITHUB_WEBHOOK_SECRET", "")),
-        github_api_url=env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+        github_api_url=api_url,
+        github_web_url=env.get("GITHUB_WEB_URL", "").strip().rstrip("/") or web_url_for(api_url),
         bot_login=f"{slug}[bot]" if slug else None,
         mlflow_webhook_secret=Secret(env.get("MLFLOW_WEBHOOK_SECRET", "")),
         databricks_webhook_secret=Secret(env.get("DATABRICKS_WEBHOOK_SECRET", "")),
@@ -134,4 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
         timestamp_tolerance_s=_float(env, "WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300.0),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        metrics_token=Secret(env.get("METRICS_TOKEN", "").strip()),
+        metrics_listen=_listen(env, "METRICS_LISTEN", "127.0.0.1:9102"),
+        **_signin(env),  # type: ignore[arg-type]
     )

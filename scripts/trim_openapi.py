@@ -43,6 +43,10 @@ OPERATIONS: list[tuple[str, str]] = [
     ("get", "/repos/{owner}/{repo}/commits/{ref}/status"),
     ("get", "/repos/{owner}/{repo}/collaborators/{username}/permission"),
     ("get", "/orgs/{org}/teams/{team_slug}/memberships/{username}"),
+    # user-to-server (the operator page's "Sign in with GitHub"): who signed in, what they read
+    ("get", "/user"),
+    ("get", "/user/installations"),
+    ("get", "/user/installations/{installation_id}/repositories"),
 ]
 
 

@@ -18,6 +18,7 @@ from bot.worker import Worker
 
 GITHUB_SECRET = "gh-webhook-secret-for-tests"
 MLFLOW_SECRET = "mlflow-webhook-secret-for-tests"
+METRICS_TOKEN = "metrics-token-for-tests"
 
 
 def mlflow_headers(
@@ -76,6 +77,7 @@ class BotHarness:
                 "MLFLOW_TARGET_REPOS": ",".join(repos),
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
                 "GITHUB_API_URL": fake.api_url,
+                "METRICS_TOKEN": METRICS_TOKEN,
                 **env,
             }
         )
@@ -99,6 +101,12 @@ class BotHarness:
         return self.client.post(
             "/webhooks/github", data=body, headers=github_headers(event, body, delivery)
         )
+
+    def metrics_text(self) -> str:
+        """/metrics of the bot's web app, read with its bearer token."""
+        response = self.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert response.status_code == 200, response.status_code
+        return response.get_data(as_text=True)
 
     def drain(self, limit: int = 50) -> int:
         ran = 0

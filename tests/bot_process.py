@@ -57,6 +57,8 @@ class BotProcess:
     @classmethod
     def serve(cls, env: dict[str, str], log_path: Path, *, workers: bool = True) -> BotProcess:
         port = free_port()
+        # each process its own metrics listener, never the shared default port
+        env = {"METRICS_LISTEN": f"127.0.0.1:{free_port()}", **env}
         args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
         if not workers:
             args.append("--no-workers")
@@ -71,6 +73,11 @@ class BotProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """/metrics on the process's loopback metrics listener (METRICS_LISTEN)."""
+        return f"http://{self.env['METRICS_LISTEN']}/metrics"
 
     def start(self, timeout: float = 30.0) -> BotProcess:
         log = self.log_path.open("ab")
@@ -109,6 +116,36 @@ class BotProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+OPERATOR = "octo-operator"
+SESSION_SECRET = "session-secret-for-serve-tests-0123456789"
+
+
+def enable_signin(
+    bot: BotProcess, fake: Any, repos: tuple[str, ...], login: str = OPERATOR
+) -> None:
+    """Before `bot.start()`: sign-in through the fake GitHub's OAuth client, `login` signed
+    in to GitHub in the "browser" and able to read `repos`."""
+    assert bot.proc is None, "enable sign-in before starting the process"
+    bot.env.update(
+        GITHUB_CLIENT_ID=fake.client_id,
+        GITHUB_CLIENT_SECRET=fake.client_secret,
+        SESSION_SECRET=SESSION_SECRET,
+        PUBLIC_URL=bot.url,
+    )
+    fake.register_callback(f"{bot.url}/oauth/callback")
+    fake.sign_in_web(login)
+    for repo in repos:
+        fake.set_permission(repo, login, "read")
+
+
+def signed_in(bot: BotProcess) -> requests.Session:
+    """A requests session that went through "Sign in with GitHub" on the running bot."""
+    session = requests.Session()
+    landed = session.get(f"{bot.url}/login", timeout=30)
+    assert landed.status_code == 200 and landed.url == f"{bot.url}/", (landed.url, landed.text)
+    return session
 
 
 def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:

@@ -30,6 +30,7 @@ from bot.core.templating import TEMPLATES_DIR
 from bot.gateways.queue import JobQueue
 from bot.settings import Secret, Settings
 from bot.web.app import create_app
+from bot.web.signin import CALLBACK_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "app.yaml"
@@ -499,6 +500,15 @@ def test_manifest_webhook_url_is_the_bots_github_endpoint(web_client: Any) -> No
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json() == {"status": "pong"}
+
+
+def test_manifest_callback_url_is_the_bots_oauth_callback_on_the_webhook_host() -> None:
+    manifest = load_manifest()
+    [callback] = manifest["callback_urls"]
+    assert "/" + manifest_path(callback) == CALLBACK_PATH
+    assert callback.split("/")[2] == manifest["hook_attributes"]["url"].split("/")[2]
+    assert callback.startswith("https://")
+    assert manifest["request_oauth_on_install"] is False  # users sign in on the page itself
 
 
 def manifest_path(url: str) -> str:

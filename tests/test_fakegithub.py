@@ -8,6 +8,7 @@ import tarfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import github
 import jwt
@@ -460,3 +461,110 @@ def test_webhook_payloads_carry_the_fields_of_real_examples(
     assert _missing(_example("check_run", "completed"), run, ["check_run"]) == {}
     assert _missing(_example("check_suite", "completed"), suite, ["check_suite"]) == {}
     assert _missing(_example("status", None), status, ["commit"]) == {}
+
+
+# --------------------------------------------------------------------------- OAuth (user-to-server)
+
+CALLBACK = "https://bot.example/oauth/callback"
+
+
+def authorize(fake: FakeGitHub, **params: str) -> requests.Response:
+    query = {"client_id": fake.client_id, "redirect_uri": CALLBACK, "state": "st-1", **params}
+    return requests.get(
+        "https://github.com/login/oauth/authorize", params=query, allow_redirects=False, timeout=10
+    )
+
+
+def exchange(fake: FakeGitHub, code: str, **params: str) -> dict[str, Any]:
+    form = {"client_id": fake.client_id, "client_secret": fake.client_secret, "code": code}
+    resp = requests.post(
+        "https://github.com/login/oauth/access_token",
+        data={**form, **params},
+        headers={"Accept": "application/json"},
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+def code_from(resp: requests.Response) -> str:
+    assert resp.status_code == 302, resp.text
+    location = resp.headers["Location"]
+    assert location.startswith(CALLBACK + "?")
+    query = dict(parse_qsl(location.split("?", 1)[1]))
+    assert query["state"] == "st-1"
+    return query["code"]
+
+
+def user_get(fake: FakeGitHub, token: str, path: str) -> requests.Response:
+    return requests.get(
+        f"{fake.api_url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+@pytest.fixture
+def two_repos(fake_github: FakeGitHub) -> FakeGitHub:
+    fake_github.create_repo("acme/alpha", files={"a.txt": b"a"})
+    fake_github.create_repo("other/beta", files={"b.txt": b"b"})
+    fake_github.set_permission("acme/alpha", "alice", "read")
+    fake_github.set_permission("other/beta", "bob", "write")
+    fake_github.set_permission("acme/alpha", "bob", "none")
+    fake_github.register_callback(CALLBACK)
+    return fake_github
+
+
+def test_oauth_web_flow_gives_a_user_token_that_sees_only_that_users_repositories(
+    two_repos: FakeGitHub,
+) -> None:
+    fake = two_repos
+    fake.sign_in_web("alice")
+    token = exchange(fake, code_from(authorize(fake)))
+    assert token["access_token"].startswith("ghu_") and token["token_type"] == "bearer"
+    assert token["expires_in"] == 28800 and token["refresh_token"].startswith("ghr_")
+    assert user_get(fake, token["access_token"], "/user").json()["login"] == "alice"
+    installs = user_get(fake, token["access_token"], "/user/installations").json()
+    assert [i["account"]["login"] for i in installs["installations"]] == ["acme"]
+    inst = installs["installations"][0]["id"]
+    repos = user_get(fake, token["access_token"], f"/user/installations/{inst}/repositories")
+    [repo] = repos.json()["repositories"]
+    assert repo["full_name"] == "acme/alpha" and repo["permissions"]["pull"] is True
+    beta = fake.installation_id("other/beta")
+    denied = user_get(fake, token["access_token"], f"/user/installations/{beta}/repositories")
+    assert denied.status_code == 404
+
+
+def test_oauth_codes_are_single_use_and_bound_to_client_and_redirect(
+    two_repos: FakeGitHub,
+) -> None:
+    fake = two_repos
+    fake.sign_in_web("bob")
+    code = code_from(authorize(fake))
+    assert exchange(fake, code, redirect_uri=CALLBACK + "/x")["error"] == "redirect_uri_mismatch"
+    assert exchange(fake, code)["error"] == "bad_verification_code"  # used by the failed try
+    wrong = exchange(fake, code_from(authorize(fake)), client_secret="nope")
+    assert wrong["error"] == "incorrect_client_credentials"
+    good = code_from(authorize(fake))
+    assert "access_token" in exchange(fake, good)
+    assert exchange(fake, good)["error"] == "bad_verification_code"
+
+
+def test_oauth_authorize_checks_client_redirect_and_the_github_session(
+    two_repos: FakeGitHub,
+) -> None:
+    fake = two_repos
+    assert authorize(fake, client_id="Iv1.unknown").status_code == 404
+    mismatch = authorize(fake, redirect_uri="https://evil.example/oauth/callback")
+    assert mismatch.status_code == 302
+    assert "error=redirect_uri_mismatch" in mismatch.headers["Location"]
+    assert mismatch.headers["Location"].startswith(CALLBACK)
+    signed_out = authorize(fake)  # nobody signed in to GitHub in this browser
+    assert signed_out.status_code == 200 and "Sign in to GitHub" in signed_out.text
+
+
+def test_user_endpoints_take_only_user_tokens(two_repos: FakeGitHub) -> None:
+    fake = two_repos
+    installation = token(fake, "acme/alpha")
+    assert user_get(fake, installation, "/user/installations").status_code == 403
+    assert user_get(fake, "ghu_forged", "/user").status_code == 401
+    user = fake.user_token_for("alice")
+    assert user_get(fake, user, "/repos/acme/alpha").status_code == 401  # not the bot's calls

@@ -37,7 +37,7 @@ def staging_tag(fake, repo) -> str:
 
 
 def refusals_metric(bot) -> dict[str, float]:
-    text = bot.client.get("/metrics").get_data(as_text=True)
+    text = bot.metrics_text()
     return {
         sample.labels["kind"]: sample.value
         for family in text_string_to_metric_families(text)

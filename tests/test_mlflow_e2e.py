@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 from bot_harness import MLFLOW_SECRET
-from bot_process import GITOPS_BOT, BotProcess, bot_env, free_port
+from bot_process import GITOPS_BOT, BotProcess, bot_env, enable_signin, free_port, signed_in
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,7 +188,7 @@ def wait_for(what: str, predicate: Callable[[], Any], logs: list[Path]) -> Any:
 
 def _reconcile_rounds(bot: BotProcess) -> int:
     """Reconcile jobs the bot's worker finished, from its own /metrics."""
-    text = requests.get(f"{bot.url}/metrics", timeout=5).text
+    text = requests.get(bot.metrics_url, timeout=5).text
     return sum(
         int(sample.value)
         for family in text_string_to_metric_families(text)
@@ -199,8 +199,8 @@ def _reconcile_rounds(bot: BotProcess) -> int:
 
 
 def _refusals_counted(bot: BotProcess, kind: str) -> int:
-    """gitops_bot_promotion_refusals_total for one kind, from the bot's own /metrics."""
-    text = requests.get(f"{bot.url}/metrics", timeout=5).text
+    """gitops_bot_promotion_refusals_total for one kind, from the bot's metrics listener."""
+    text = requests.get(bot.metrics_url, timeout=5).text
     return sum(
         int(sample.value)
         for family in text_string_to_metric_families(text)
@@ -271,6 +271,7 @@ def serving_bot(
     )
     bot_log = tmp_path / "serve.log"
     bot = BotProcess.serve(env, bot_log)
+    enable_signin(bot, fake, (repo,))  # the operator page's refusals: signed in
     if start:
         bot.start()
     try:
@@ -310,7 +311,7 @@ def staging_deploys(fake: Any, repo: str) -> tuple[str, str]:
 
 
 def operator_refusals(bot: BotProcess) -> list[dict[str, Any]]:
-    status = requests.get(f"{bot.url}/api/status", timeout=10).json()
+    status = signed_in(bot).get(f"{bot.url}/api/status", timeout=10).json()
     return [r for repo in status["repositories"] for r in repo.get("refusals", [])]
 
 

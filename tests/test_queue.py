@@ -116,6 +116,20 @@ def test_recent_lists_jobs_newest_first_without_payload(queue: JobQueue) -> None
     assert len(queue.recent(1)) == 1
 
 
+def test_recent_and_counts_keep_only_the_given_repositories(queue: JobQueue) -> None:
+    jobs = [new(repo=repo) for repo in ("acme/a", "Acme/A", "acme/b", None)]
+    for job in jobs:
+        queue.enqueue(job)
+    mine = queue.recent(10, repos=["ACME/a"])
+    assert [r["delivery_id"] for r in mine] == [jobs[1].delivery_id, jobs[0].delivery_id]
+    assert [r["delivery_id"] for r in queue.recent(1, repos=["acme/a"])] == [jobs[1].delivery_id]
+    assert queue.recent(10, repos=[]) == []
+    assert len(queue.recent(10)) == 4
+    assert queue.counts(repos=["acme/b"])["queued"] == 1
+    assert sum(queue.counts(repos=[]).values()) == 0
+    assert queue.counts()["queued"] == 4
+
+
 def test_ping_passes_on_a_migrated_database(queue: JobQueue) -> None:
     queue.ping()
 

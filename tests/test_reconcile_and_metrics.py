@@ -50,7 +50,7 @@ def test_reconcile_merges_a_ready_pr_whose_check_event_was_missed(bot, fake_gith
 def test_metrics_count_deliveries_jobs_github_calls_and_renders(bot, fake_github, gitops_repo):
     bot.deliver_mlflow(mlflow_model_version_created("fraud-detector", "8", SOURCE))
     bot.drain()
-    text = bot.client.get("/metrics").get_data(as_text=True)
+    text = bot.metrics_text()
 
     def value(prefix: str) -> float:
         lines = [line for line in text.splitlines() if line.startswith(prefix)]

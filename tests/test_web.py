@@ -25,6 +25,8 @@ from bot.web.app import create_app
 GH_SECRET = "gh-webhook-secret"
 MLFLOW_SECRET = "mlflow-webhook-secret"
 DATABRICKS_SECRET = "databricks-webhook-secret"
+METRICS_TOKEN = "metrics-bearer-token-for-tests"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 NOW = 1_750_000_000.0
 BOT = "gitops-bot[bot]"
 REPOS = ("acme/gitops", "acme/gitops-eu")
@@ -62,6 +64,7 @@ def make_settings(**overrides: Any) -> Settings:
         github_webhook_secret=Secret(GH_SECRET),
         mlflow_webhook_secret=Secret(MLFLOW_SECRET),
         databricks_webhook_secret=Secret(DATABRICKS_SECRET),
+        metrics_token=Secret(METRICS_TOKEN),
         bot_login=BOT,
         mlflow_target_repos=REPOS,
         max_body_bytes=64 * 1024,
@@ -489,7 +492,7 @@ def test_metrics_count_deliveries_by_source_and_outcome(client: FlaskClient) -> 
     github_post(client, COMMENT)
     github_post(client, COMMENT, secret="wrong", delivery="d-bad")
     mlflow_post(client, MV_CREATED, timestamp=NOW - 3600)
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=METRICS_AUTH).get_data(as_text=True)
     total = "gitops_bot_webhook_deliveries_total"
     assert _sample(text, total, source="github", outcome="queued") == 1
     assert _sample(text, total, source="github", outcome="duplicate") == 1
@@ -504,5 +507,5 @@ def test_metrics_count_deliveries_by_source_and_outcome(client: FlaskClient) -> 
 def test_each_app_has_its_own_metrics_registry(queue: JobQueue) -> None:
     first, second = build(queue).test_client(), build(queue).test_client()
     github_post(first, COMMENT)
-    text = second.get("/metrics").get_data(as_text=True)
+    text = second.get("/metrics", headers=METRICS_AUTH).get_data(as_text=True)
     assert 'outcome="queued"' not in text

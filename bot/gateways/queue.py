@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,12 +164,14 @@ class JobQueue(abc.ABC):
         """Mark the job permanently failed; False if the lease was lost."""
 
     @abc.abstractmethod
-    def counts(self) -> dict[str, int]:
-        """Number of jobs by status (every status present, zero included)."""
+    def counts(self, repos: Collection[str] | None = None) -> dict[str, int]:
+        """Number of jobs by status (every status present, zero included); with `repos`,
+        only jobs of those repositories (compared case-insensitively)."""
 
     @abc.abstractmethod
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest jobs first, without payloads, timestamps as ISO-8601 UTC strings."""
+    def recent(self, limit: int = 50, repos: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """Newest jobs first, without payloads, timestamps as ISO-8601 UTC strings; with
+        `repos`, only jobs of those repositories (compared case-insensitively)."""
 
     @abc.abstractmethod
     def run_sql(self, statement: str, params: Mapping[str, object]) -> list[dict[str, Any]]:

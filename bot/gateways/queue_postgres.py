@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC
 from typing import Any
 
@@ -259,24 +259,32 @@ class PostgresJobQueue(JobQueue):
             {"error": truncate_error(error)},
         )
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, repos: Collection[str] | None = None) -> dict[str, int]:
+        names = None if repos is None else sorted({r.lower() for r in repos})
         with self._pool.connection() as conn:
             rows = conn.execute(
-                self._q("SELECT status, COUNT(*) FROM {jobs} GROUP BY status")
+                self._q(
+                    "SELECT status, COUNT(*) FROM {jobs}"
+                    " WHERE %(all)s OR lower(repo) = ANY(%(names)s::text[]) GROUP BY status"
+                ),
+                {"all": names is None, "names": names or []},
             ).fetchall()
         result = dict.fromkeys(STATUSES, 0)
         result.update({status: int(n) for status, n in rows})
         return result
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 50, repos: Collection[str] | None = None) -> list[dict[str, Any]]:
+        names = None if repos is None else sorted({r.lower() for r in repos})
         with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             rows = cur.execute(
                 self._q(
                     "SELECT id, delivery_id, source, kind, repo, status, attempts, last_error,"
-                    " created_at, updated_at FROM {jobs} ORDER BY id DESC LIMIT %s"
+                    " created_at, updated_at FROM {jobs}"
+                    " WHERE %(all)s OR lower(repo) = ANY(%(names)s::text[])"
+                    " ORDER BY id DESC LIMIT %(limit)s"
                 ),
-                (limit,),
+                {"all": names is None, "names": names or [], "limit": limit},
             ).fetchall()
         for row in rows:
             for key in ("created_at", "updated_at"):

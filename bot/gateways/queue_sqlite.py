@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -246,19 +246,23 @@ class SqliteJobQueue(JobQueue):
             {"error": truncate_error(error)},
         )
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, repos: Collection[str] | None = None) -> dict[str, int]:
+        where, params = _repo_filter(repos)
         with self._connect() as conn:
-            rows = conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+            rows = conn.execute(
+                f"SELECT status, COUNT(*) FROM jobs{where} GROUP BY status", params
+            ).fetchall()
         result = dict.fromkeys(STATUSES, 0)
         result.update({status: n for status, n in rows})
         return result
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 50, repos: Collection[str] | None = None) -> list[dict[str, Any]]:
+        where, params = _repo_filter(repos)
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT id, delivery_id, source, kind, repo, status, attempts, last_error, "
-                "created_at, updated_at FROM jobs ORDER BY id DESC LIMIT ?",
-                (limit,),
+                f"created_at, updated_at FROM jobs{where} ORDER BY id DESC LIMIT ?",
+                (*params, limit),
             ).fetchall()
         result = []
         for row in rows:
@@ -280,3 +284,13 @@ class SqliteJobQueue(JobQueue):
         if conn is not None and self._local.pid == os.getpid():
             conn.close()
         self._local.conn = None
+
+
+def _repo_filter(repos: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause keeping only jobs of `repos` (None: every job; empty: none)."""
+    if repos is None:
+        return "", ()
+    names = tuple(sorted({r.lower() for r in repos}))
+    if not names:
+        return " WHERE 0", ()
+    return f" WHERE lower(repo) IN ({', '.join('?' * len(names))})", names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -62,6 +63,8 @@ class WebSettings(Protocol):
     def max_body_bytes(self) -> int: ...
     @property
     def timestamp_tolerance_s(self) -> float: ...
+    @property
+    def metrics_token(self) -> object: ...
 
 
 class Rejected(Exception):
@@ -89,6 +92,13 @@ def secret_bytes(value: object) -> bytes | None:
     else:
         raise TypeError(f"unsupported secret type {type(value).__name__}")
     return raw or None
+
+
+def bearer_matches(header: str | None, token: bytes) -> bool:
+    """Whether an Authorization header is `Bearer <token>`, compared in constant time."""
+    scheme, _, credential = (header or "").partition(" ")
+    supplied = credential.strip().encode("utf-8", "replace")
+    return scheme.lower() == "bearer" and hmac.compare_digest(supplied, token)
 
 
 def _reject(status: int, message: str, outcome: str) -> NoReturn:
@@ -189,6 +199,7 @@ def create_app(
     max_body = int(settings.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
     tolerance = float(settings.timestamp_tolerance_s or DEFAULT_TOLERANCE_S)
     m = metrics if metrics is not None else Metrics()
+    metrics_token = secret_bytes(settings.metrics_token)
 
     app = Flask(__name__)
     # one byte more than we accept: Werkzeug cuts a chunked body at this limit without a
@@ -357,6 +368,15 @@ def create_app(
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
+        if metrics_token is None:  # served on the loopback metrics listener only
+            response = jsonify({"error": "not found"})
+            response.status_code = 404
+            return response
+        if not bearer_matches(request.headers.get("Authorization"), metrics_token):
+            response = jsonify({"error": "a valid bearer token is required"})
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
         return Response(m.exposition(), content_type=CONTENT_TYPE_LATEST)
 
     @app.errorhandler(HTTPException)

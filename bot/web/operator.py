@@ -7,7 +7,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import jinja2
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from bot.core.approval import PullRequestFacts, Review, evaluate_merge, latest_opinions
 from bot.core.deployed import Deployed, read_deployed
@@ -26,6 +26,15 @@ from bot.gateways.queue import STATUSES, JobQueue
 from bot.gateways.records import PromotionRecords
 from bot.jobs.merge_gate import eligible_reviewers, gather_checks
 from bot.jobs.repo_state import load_repo_state
+from bot.web.signin import (
+    CSP,
+    OAuthClient,
+    SignInSettings,
+    Viewer,
+    configure_sessions,
+    current_viewer,
+    signin_blueprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +42,7 @@ PROMOTION_PREFIX = "gitops-bot/"
 DEFAULT_JOB_LIMIT = 50
 MAX_JOB_LIMIT = 500
 # Shown instead of the message of an exception we did not raise ourselves: third-party
-# messages may carry request details, and the page is readable by anyone who reaches it.
+# messages may carry request details, and every signed-in reader of a repository sees them.
 _UNEXPECTED = "{kind} while reading the repository (details in the bot's log)"
 
 APPROVAL_STATES = ("ready", "changes_requested", "needs_approval", "blocked", "unknown")
@@ -94,11 +103,12 @@ class RepoOverview:
 
 
 class OperatorData(Protocol):
-    """What the page shows; the page itself never calls GitHub or the database directly."""
+    """What the page shows; the page itself never calls GitHub or the database directly.
+    `repos` limits jobs and their counts to those repositories (lower-case owner/name)."""
 
     def repositories(self) -> list[RepoOverview]: ...
-    def jobs(self, limit: int) -> list[dict[str, Any]]: ...
-    def job_counts(self) -> dict[str, int]: ...
+    def jobs(self, limit: int, repos: Collection[str]) -> list[dict[str, Any]]: ...
+    def job_counts(self, repos: Collection[str]) -> dict[str, int]: ...
 
 
 def approvals_text(environment: Environment) -> str:
@@ -177,11 +187,11 @@ class GitHubOperatorData:
                 list(pool.map(self.repository, stale))
         return [self.repository(repo) for repo in self.repos]
 
-    def jobs(self, limit: int) -> list[dict[str, Any]]:
-        return self.queue.recent(limit)
+    def jobs(self, limit: int, repos: Collection[str]) -> list[dict[str, Any]]:
+        return self.queue.recent(limit, repos=repos)
 
-    def job_counts(self) -> dict[str, int]:
-        return self.queue.counts()
+    def job_counts(self, repos: Collection[str]) -> dict[str, int]:
+        return self.queue.counts(repos=repos)
 
     def _fresh(self, repo: str) -> bool:
         cached = self._cache.get(repo)
@@ -411,17 +421,19 @@ class _Snapshot:
     errors: list[str] = field(default_factory=list)
 
 
-def _gather(provider: OperatorData, limit: int) -> _Snapshot:
-    """Everything the page shows; a failing source becomes an error line, never a 500."""
+def _gather(provider: OperatorData, limit: int, viewer: Viewer) -> _Snapshot:
+    """What `viewer` may see (their repositories, those repositories' jobs and job counts);
+    a failing source becomes an error line, never a 500."""
     snap = _Snapshot()
     try:
-        snap.repositories = provider.repositories()
+        snap.repositories = [r for r in provider.repositories() if viewer.can_see(r.repo)]
     except Exception as exc:
         log.exception("operator page: repositories unavailable")
         snap.errors.append(f"Repositories unavailable: {public_error(exc)}")
     try:
-        snap.jobs = provider.jobs(limit)
-        snap.counts = _status_counts(provider.job_counts())
+        jobs = provider.jobs(limit, viewer.repos)
+        snap.jobs = [job for job in jobs if viewer.can_see(job.get("repo"))]
+        snap.counts = _status_counts(provider.job_counts(viewer.repos))
     except Exception as exc:
         log.warning("operator page: job queue unavailable (%s)", type(exc).__name__)
         snap.errors.append(f"Job queue unavailable ({type(exc).__name__})")
@@ -437,27 +449,67 @@ def _limit() -> int:
     return max(1, min(value, MAX_JOB_LIMIT))
 
 
-# The page has no script and loads nothing: forbid both, whatever ends up in the data.
-_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
+def _html(html: str, status: int = 200) -> Response:
+    """An HTML answer with the page's headers: no script, no caching, no referrer."""
+    response = Response(html, status=status, content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = CSP  # no script, no loads, forms to self
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def signin_page(status: int = 200, *, message: str = "", enabled: bool = True) -> Response:
+    """The page a signed-out visitor gets: a sign-in link (or why there is none), no data."""
+    template = html_environment().get_template("signin.html.j2")
+    return _html(template.render(message=message, enabled=enabled), status)
+
+
+def _unauthorised() -> Response:
+    response = jsonify({"error": "sign in first: /login"})
+    response.status_code = 401
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def operator_disabled_blueprint() -> Blueprint:
+    """`/` and `/api/status` when sign-in is not configured: 404, never public data."""
+    bp = Blueprint("operator", __name__)
+    message = "The operator page is disabled: sign-in (GITHUB_CLIENT_ID) is not configured."
+
+    @bp.get("/")
+    def page() -> Response:
+        return signin_page(404, message=message, enabled=False)
+
+    @bp.get("/api/status")
+    def status() -> Response:
+        response = jsonify({"error": message})
+        response.status_code = 404
+        return response
+
+    return bp
 
 
 def operator_blueprint(
     provider: OperatorData, *, clock: Callable[[], float] = time.time
 ) -> Blueprint:
-    """Routes `/` (HTML operator page) and `/api/status` (the same data as JSON)."""
+    """Routes `/` (HTML operator page) and `/api/status` (the same data as JSON), for a
+    signed-in viewer and only their repositories (`bot.web.signin`); signed out: a sign-in
+    link, and 401 from the API."""
     bp = Blueprint("operator", __name__)
 
     @bp.get("/")
     def page() -> Response:
+        viewer = current_viewer()
+        if viewer is None:
+            return signin_page()
         now = clock()
-        snap = _gather(provider, _limit())
+        snap = _gather(provider, _limit(), viewer)
         html = (
             html_environment()
             .get_template("operator.html.j2")
             .render(
+                viewer=viewer,
                 repositories=snap.repositories,
                 jobs=_job_rows(snap.jobs, now),
                 counts=snap.counts,
@@ -468,19 +520,18 @@ def operator_blueprint(
                 states=APPROVAL_STATES,
             )
         )
-        response = Response(html, content_type="text/html; charset=utf-8")
-        response.headers["Content-Security-Policy"] = _CSP
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+        return _html(html)
 
     @bp.get("/api/status")
     def status() -> Response:
-        snap = _gather(provider, _limit())
+        viewer = current_viewer()
+        if viewer is None:
+            return _unauthorised()
+        snap = _gather(provider, _limit(), viewer)
         response = jsonify(
             {
                 "generated_at": datetime.fromtimestamp(clock(), UTC).isoformat(),
+                "viewer": viewer.login,
                 "repositories": _to_json(snap.repositories),
                 "jobs": _to_json(snap.jobs),
                 "job_counts": snap.counts,
@@ -491,3 +542,22 @@ def operator_blueprint(
         return response
 
     return bp
+
+
+def install_operator_page(
+    app: Flask,
+    provider: OperatorData,
+    *,
+    oauth: OAuthClient | None,
+    settings: SignInSettings,
+    repos: Collection[str],
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """The operator page behind "Sign in with GitHub" on `app`; without an OAuth client
+    (no GITHUB_CLIENT_ID) the page is disabled: 404, never public."""
+    if oauth is None:
+        app.register_blueprint(operator_disabled_blueprint())
+        return
+    configure_sessions(app, settings)
+    app.register_blueprint(signin_blueprint(oauth, settings, repos, signin_page))
+    app.register_blueprint(operator_blueprint(provider, clock=clock))

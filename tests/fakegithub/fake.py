@@ -19,6 +19,7 @@ import jwt
 from . import shapes
 from .gitrepo import Person
 from .keys import app_key_pair
+from .oauth import OAuthMixin
 from .openapi import Validator, match
 from .payloads import PayloadMixin
 from .scenario import ScenarioMixin
@@ -57,6 +58,11 @@ PERMISSION_LEVEL = {
 APP_OPS = {
     ("GET", "/repos/{owner}/{repo}/installation"),
     ("POST", "/app/installations/{installation_id}/access_tokens"),
+}
+USER_OPS = {  # user-to-server: a user access token (ghu_), never an installation token
+    ("GET", "/user"),
+    ("GET", "/user/installations"),
+    ("GET", "/user/installations/{installation_id}/repositories"),
 }
 _HANDLERS: dict[tuple[str, str], Callable[..., Any]] = {}
 
@@ -138,11 +144,12 @@ class Req:
     u: Urls
     repo: Repo | None = None
     installation_id: int | None = None
+    user_login: str | None = None
     link_base: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
+class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
     """A GitHub App's view of GitHub, for tests. See tests/fakegithub/__init__.py."""
 
     def __init__(
@@ -176,6 +183,7 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         self._lock = threading.RLock()
         self._ids = itertools.count(100_001)
         self._served: list[Any] = []
+        self._init_oauth()
 
     # ------------------------------------------------------------------------------------
     # dispatch
@@ -204,6 +212,10 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         if abandoned is not None:
             return abandoned
         with self._lock:
+            for _base, u in self._bases():
+                if url.startswith(u.web + "/login/oauth/"):
+                    split = urlsplit(url[len(u.web) :])
+                    return self._oauth_web(method, split.path, split.query, headers, body)
             for _base, u in self._bases():
                 if url.startswith(u.codeload + "/"):
                     return self._codeload(url[len(u.codeload) :])
@@ -418,6 +430,14 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
             if claims["exp"] - claims["iat"] > 660:
                 raise HttpError(401, "'Expiration time' claim ('exp') is too far in the future")
             self._resolve_repo(req)
+            return
+        if (req.method, pattern) in USER_OPS:
+            user = self.user_tokens.get(cred) if scheme.lower() in ("token", "bearer") else None
+            if user is None and cred in self.tokens:
+                raise HttpError(403, "Resource not accessible by integration")
+            if user is None or user[1] <= now():
+                raise HttpError(401, "Bad credentials")
+            req.user_login = user[0]
             return
         token = self.tokens.get(cred) if scheme.lower() in ("token", "bearer") else None
         if token is None or token[1] <= now():
@@ -1235,6 +1255,13 @@ class FakeGitHub(ScenarioMixin, PayloadMixin, TransportMixin):
         org_id, team_id = shapes.user_id(p["org"]), shapes.user_id(p["team_slug"])
         url = f"{req.u.api}/organizations/{org_id}/team/{team_id}/memberships/{p['username']}"
         return 200, {"url": url, "role": role, "state": "active"}
+
+
+op("GET", "/user")(OAuthMixin._get_user)
+op("GET", "/user/installations")(OAuthMixin._list_user_installations)
+op("GET", "/user/installations/{installation_id}/repositories")(
+    OAuthMixin._list_user_installation_repos
+)
 
 
 def _without_default_port(url: str) -> str:

@@ -622,3 +622,42 @@ def diff_entry(u: Urls, r: Repo, head: str, ch: Any) -> dict[str, Any]:
 
 def error(message: str, doc: str = "https://docs.github.com/rest", **extra: Any) -> dict[str, Any]:
     return {"message": message, "documentation_url": doc, **extra}
+
+
+def role_permissions(role: str) -> dict[str, bool]:
+    """A repository's `permissions` hash for a collaborator role."""
+    return {
+        "admin": role == "admin",
+        "maintain": role in ("admin", "maintain"),
+        "push": role in ("admin", "maintain", "write"),
+        "triage": role in ("admin", "maintain", "write", "triage"),
+        "pull": role != "none",
+    }
+
+
+def private_user(u: Urls, login: str) -> dict[str, Any]:
+    """GET /user with a user-to-server token: the signed-in user's own (private) view."""
+    return {
+        **user(u, login),
+        "user_view_type": "private",
+        "name": login.title(),
+        "company": None,
+        "blog": "",
+        "location": None,
+        "email": None,
+        "hireable": None,
+        "bio": None,
+        "twitter_username": None,
+        "public_repos": 0,
+        "public_gists": 0,
+        "followers": 0,
+        "following": 0,
+        "created_at": iso(EPOCH),
+        "updated_at": iso(EPOCH),
+        "private_gists": 0,
+        "total_private_repos": 0,
+        "owned_private_repos": 0,
+        "disk_usage": 0,
+        "collaborators": 0,
+        "two_factor_authentication": True,
+    }

@@ -11,6 +11,8 @@ import responses
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from .state import Urls
+
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 LOOPBACK = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/")
 
@@ -29,7 +31,8 @@ class TransportMixin:
                 request.method, request.url, dict(request.headers), body
             )
 
-        for base in (self.api_url, self.codeload_url):  # type: ignore[attr-defined]
+        web = Urls(self.api_url, self.codeload_url).web  # type: ignore[attr-defined]
+        for base in (self.api_url, self.codeload_url, f"{web}/login/oauth"):  # type: ignore[attr-defined]
             split = urlsplit(base)
             origin, path = f"{split.scheme}://{split.hostname}", split.path.rstrip("/")
             pattern = re.compile(re.escape(origin) + r"(:\d+)?" + re.escape(path) + r"/.*")
