@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -728,23 +729,30 @@ def test_each_operation_costs_the_documented_number_of_calls(
         fn(*args, **kwargs)  # type: ignore[operator]
         return {k: n - before.get(k, 0) for k, n in client.calls.items() if n != before.get(k, 0)}
 
-    _, base = client.default_branch(REPO)
     assert cost(client.default_branch, REPO) == {
         "GET /repos/{owner}/{repo}": 1,
         "GET /repos/{owner}/{repo}/git/ref/{ref}": 1,
         "total": 2,
     }
+    _, base = client.default_branch(REPO)
+    assert cost(client.default_branch, REPO) == {  # the name is known for a while
+        "GET /repos/{owner}/{repo}/git/ref/{ref}": 1,
+        "total": 1,
+    }
     assert cost(client.snapshot, REPO, base)["total"] == 2
     assert cost(client.snapshot, REPO, base) == {}
     files = {"a.yaml": b"1\n"}
-    assert cost(client.commit_files, REPO, branch="c", base_sha=base, files=files, message="m") == {
-        "GET /repos/{owner}/{repo}/git/ref/{ref}": 1,
-        "GET /repos/{owner}/{repo}/git/commits/{commit_sha}": 1,
+    # a branch the bot never pushed to: created without looking first; the base tree id
+    # comes from the snapshot
+    assert cost(
+        client.commit_files, REPO, branch="c", base_sha=base, files=files, message="m",
+        look_first=False,
+    ) == {
         "POST /repos/{owner}/{repo}/git/trees": 1,
         "POST /repos/{owner}/{repo}/git/commits": 1,
         "POST /repos/{owner}/{repo}/git/refs": 1,
-        "total": 5,
-    }
+        "total": 3,
+    }  # fmt: skip
     assert cost(client.commit_files, REPO, branch="c", base_sha=base, files=files, message="m") == {
         "GET /repos/{owner}/{repo}/git/ref/{ref}": 1,
         "total": 1,  # the branch commit was just created: its parent and tree are known
@@ -787,3 +795,42 @@ def test_a_self_hosted_api_url_works_over_real_http(
     assert client.snapshot(REPO, sha) == FILES
     assert client.calls["GET {archive}"] == 1
     assert client.calls["GET /repos/{owner}/{repo}/tarball/{ref}"] == 1
+
+
+def test_a_snapshot_whose_tree_github_does_not_know_falls_back_to_the_commits_tree(
+    fake_github: FakeGitHub, gh: GitHubApp, client: InstallationClient
+) -> None:
+    # an archive can lack files (`export-ignore`), so the tree id computed from it may name
+    # a tree GitHub never saw: the commit's own tree is read and the commit is still right
+    _, base = client.default_branch(REPO)
+    entry = gh.snapshots.get(REPO, base) or client._snapshot_entry(REPO, base)
+    lacking = dict(entry.files)
+    lacking.pop("base/model.yaml")
+    gh.snapshots.put(REPO, base, replace(entry, files=lacking, _memo={}))
+    files: dict[str, bytes | None] = {"overlays/staging/new.yaml": b"new: true\n"}
+    calls = len(fake_github.calls)
+    head = client.commit_files(
+        REPO, branch="e", base_sha=base, files=files, message="m", look_first=False
+    )
+    ops = [c.operation for c in fake_github.calls[calls:]]
+    assert ops.count("/repos/{owner}/{repo}/git/trees") == 2
+    assert "/repos/{owner}/{repo}/git/commits/{commit_sha}" in ops
+    assert fake_github.file_at(REPO, head, "base/model.yaml") == FILES["base/model.yaml"]
+    assert fake_github.file_at(REPO, head, "overlays/staging/new.yaml") == b"new: true\n"
+
+
+def test_creating_first_on_a_branch_that_exists_moves_it_once(
+    fake_github: FakeGitHub, client: InstallationClient
+) -> None:
+    _, base = client.default_branch(REPO)
+    client.snapshot(REPO, base)
+    fake_github.repo(REPO).git.update_ref("refs/heads/stale", base)
+    files: dict[str, bytes | None] = {"overlays/staging/new.yaml": b"new: true\n"}
+    head = client.commit_files(
+        REPO, branch="stale", base_sha=base, files=files, message="m", look_first=False
+    )
+    assert fake_github.branch_sha(REPO, "stale") == head != base
+    again = client.commit_files(
+        REPO, branch="stale", base_sha=base, files=files, message="m", look_first=False
+    )
+    assert again == head  # the commit already there is kept: the PR head does not move

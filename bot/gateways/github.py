@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import math
 import threading
 import time
@@ -263,6 +264,9 @@ class GitHubApp:
         self.app_slug = app_slug
         self.max_snapshot_bytes = max_snapshot_bytes
         self.snapshots = SnapshotCache(snapshot_cache_bytes)
+        # repo -> (default branch name, when learned): a rename is rare and shows as a 404
+        self.default_branches: dict[str, tuple[str, float]] = {}
+        self.default_branch_ttl_s = 600.0
         self.auth = AppAuth(app_id, private_key_pem)
         try:
             self.auth.create_jwt()
@@ -380,6 +384,8 @@ class InstallationClient:
         self._archive_session = counting_session(self.counter, "GET {archive}")
         self._commits: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self._commits_lock = threading.Lock()
+        # commit_files requests -> the commit each made (a retried operation looks first)
+        self._made: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -439,11 +445,18 @@ class InstallationClient:
 
     @_operation
     def default_branch(self, repo: str) -> tuple[str, str]:
-        """(default branch name, its head sha): GET repo + GET ref."""
+        """(default branch name, its head sha): GET ref, plus GET repo when the name is not
+        known from the last 10 minutes (or the known name no longer resolves)."""
+        known = self.app.default_branches.get(repo.lower())
+        if known is not None and time.monotonic() - known[1] < self.app.default_branch_ttl_s:
+            sha = self.ref_sha(repo, known[0])
+            if sha is not None:
+                return known[0], sha
         branch = str(self.github.get_repo(repo).default_branch)
         sha = self.ref_sha(repo, branch)
         if sha is None:
             raise GitHubError(404, f"{repo}: default branch '{branch}' has no commits")
+        self.app.default_branches[repo.lower()] = (branch, time.monotonic())
         return branch, sha
 
     @_operation
@@ -522,59 +535,101 @@ class InstallationClient:
         base_sha: str,
         files: Mapping[str, bytes | None],
         message: str,
+        look_first: bool = True,
     ) -> str:
         """Point heads/<branch> at one commit on base_sha changing exactly files (None: delete).
 
-        Idempotent: when the branch already holds that commit's content on that parent, it is
-        returned without any write.
+        `look_first`: read the branch before writing (a rerun, or a branch the bot pushed to
+        before): when it already holds that content on that parent, it is returned without
+        any write. Otherwise create first (tree, commit, ref) and read the ref only when it
+        turns out to exist.
         """
         base_path = _repo_path(repo)
         files = {path.strip("/"): data for path, data in files.items()}
         base_entry = self.app.snapshots.get(repo, base_sha)
-        for _attempt in range(REF_ATTEMPTS):
+        attempt = _commit_key(repo, branch, base_sha, files)
+        # an earlier try of this very operation made a commit (its ref's answer was lost?):
+        # look at the branch rather than make another one
+        look_first = look_first or attempt in self._made
+        existing: tuple[str, str] | None = None  # (sha, tree) of a branch commit on base_sha
+        if look_first:
             current = self.ref_sha(repo, branch)
-            existing: dict[str, Any] | None = None
             if current is not None and current != base_sha:
-                existing = self._git_commit(repo, current)
-                parents = [p.get("sha") for p in existing.get("parents") or ()]
-                if parents != [base_sha]:
-                    existing = None
-                elif base_entry is not None:
-                    expected = base_entry.tree_sha(files)
-                    if expected is not None and expected == existing["tree"]["sha"]:
+                data = self._git_commit(repo, current)
+                if [p.get("sha") for p in data.get("parents") or ()] == [base_sha]:
+                    existing = (current, str(data["tree"]["sha"]))
+                    expected = base_entry.tree_sha(files) if base_entry is not None else None
+                    if expected is not None and expected == existing[1]:
                         return current
-            base_tree = self._git_commit(repo, base_sha)["tree"]["sha"]
-            entries = [_tree_entry(base_entry, path, data) for path, data in sorted(files.items())]
-            _, tree = self._request(
-                "POST", f"{base_path}/git/trees", body={"base_tree": base_tree, "tree": entries}
-            )
-            if existing is not None and existing["tree"]["sha"] == tree["sha"]:
-                return str(current)
-            _, commit = self._request(
-                "POST",
-                f"{base_path}/git/commits",
-                body={"message": message, "tree": tree["sha"], "parents": [base_sha]},
-            )
-            new_sha = str(commit["sha"])
-            self._remember_commit(repo, commit)
-            if self._set_branch(repo, branch, new_sha, exists=current is not None):
+        entries = [_tree_entry(base_entry, path, data) for path, data in sorted(files.items())]
+        tree = self._create_tree(repo, base_sha, base_entry, entries)
+        if existing is not None and existing[1] == tree:
+            return existing[0]
+        _, commit = self._request(
+            "POST",
+            f"{base_path}/git/commits",
+            body={"message": message, "tree": tree, "parents": [base_sha]},
+        )
+        new_sha = str(commit["sha"])
+        self._remember_commit(repo, commit)
+        with self._commits_lock:
+            self._made[attempt] = new_sha
+            while len(self._made) > 256:
+                self._made.popitem(last=False)
+        for _attempt in range(REF_ATTEMPTS):
+            if self._create_branch(repo, branch, new_sha):
+                return new_sha
+            current = self.ref_sha(repo, branch)
+            if current is None:
+                continue  # deleted since: create it again
+            if current != base_sha:
+                data = self._git_commit(repo, current)
+                parents = [p.get("sha") for p in data.get("parents") or ()]
+                if parents == [base_sha] and data["tree"]["sha"] == tree:
+                    return current  # a run before this one made the same commit
+            if self._move_branch(repo, branch, new_sha):
                 return new_sha
         raise TransientError(f"{repo}: branch {branch} kept changing while it was being updated")
 
-    def _set_branch(self, repo: str, branch: str, sha: str, *, exists: bool) -> bool:
-        """Create or force-move the ref; False when it raced with another writer."""
-        base_path = _repo_path(repo)
-        if not exists:
+    def _create_tree(
+        self,
+        repo: str,
+        base_sha: str,
+        base_entry: SnapshotEntry | None,
+        entries: list[dict[str, Any]],
+    ) -> str:
+        """POST git/trees on the base commit's tree: its id computed from the snapshot when
+        it can be (no GET), read from the commit when not or when GitHub does not know it."""
+        path = f"{_repo_path(repo)}/git/trees"
+        local = base_entry.root_tree() if base_entry is not None else None
+        if local is not None:
             try:
-                self._request(
-                    "POST",
-                    f"{base_path}/git/refs",
-                    body={"ref": f"refs/heads/{branch}", "sha": sha},
-                )
-                return True
+                _, tree = self._request("POST", path, body={"base_tree": local, "tree": entries})
+                return str(tree["sha"])
             except GithubException as exc:
-                if exc.status != 422 or "already exists" not in error_message(exc).lower():
+                if exc.status not in (404, 422):
                     raise
+        base_tree = self._git_commit(repo, base_sha)["tree"]["sha"]
+        _, tree = self._request("POST", path, body={"base_tree": base_tree, "tree": entries})
+        return str(tree["sha"])
+
+    def _create_branch(self, repo: str, branch: str, sha: str) -> bool:
+        """POST git/refs; False when the branch exists already."""
+        try:
+            self._request(
+                "POST",
+                f"{_repo_path(repo)}/git/refs",
+                body={"ref": f"refs/heads/{branch}", "sha": sha},
+            )
+            return True
+        except GithubException as exc:
+            if exc.status != 422 or "already exists" not in error_message(exc).lower():
+                raise
+            return False
+
+    def _move_branch(self, repo: str, branch: str, sha: str) -> bool:
+        """Force-move the ref; False when it was deleted meanwhile."""
+        base_path = _repo_path(repo)
         try:
             self._request(
                 "PATCH",
@@ -959,6 +1014,17 @@ class InstallationClient:
                 return False
             raise
         return bool(isinstance(data, dict) and data.get("state") == "active")
+
+
+def _commit_key(
+    repo: str, branch: str, base_sha: str, files: Mapping[str, bytes | None]
+) -> tuple[str, str, str, str]:
+    """What a commit_files call asks for, as a key: equal keys make equal commits."""
+    digest = hashlib.sha256()
+    for path, data in sorted(files.items()):
+        digest.update(f"{len(path)}:{path}:".encode())
+        digest.update(b"-" if data is None else b"%d:" % len(data) + data)
+    return (repo.lower(), branch, base_sha, digest.hexdigest())
 
 
 def _tree_entry(base: SnapshotEntry | None, path: str, data: bytes | None) -> dict[str, Any]:

@@ -30,6 +30,13 @@ class SnapshotEntry:
     links: dict[str, bytes] = field(default_factory=dict)  # symlink path -> target
     complete: bool = True  # False when the archive held something a tree id cannot be built from
     size: int = 0
+    _memo: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+
+    def root_tree(self) -> str | None:
+        """The snapshot's own git tree id (computed once), or None if not computable."""
+        if "root" not in self._memo:
+            self._memo["root"] = self.tree_sha()
+        return self._memo["root"]
 
     def tree_sha(self, changes: Mapping[str, bytes | None] | None = None) -> str | None:
         """The git tree id of this snapshot with changes applied, or None if not computable."""

@@ -31,6 +31,11 @@ RECORDS_DDL = (
     branch TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (repo, sha))""",
+    """CREATE TABLE IF NOT EXISTS {bot_branches} (
+    repo TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (repo, branch))""",
     """CREATE TABLE IF NOT EXISTS {pr_pushers} (
     repo TEXT NOT NULL,
     number BIGINT NOT NULL,
@@ -63,6 +68,7 @@ RECORDS_DDL = (
 RECORD_TABLES = (
     "promotion_prs",
     "bot_commits",
+    "bot_branches",
     "pr_pushers",
     "pr_flags",
     "pr_renders",
@@ -194,6 +200,25 @@ class PromotionRecords:
             {"repo": _key(repo), "sha": sha},
         )
         return bool(rows)
+
+    def note_branch(self, repo: str, branch: str) -> bool:
+        """Remember that the bot is about to push to `branch`; True when it had before (a
+        rerun, or an earlier promotion of the same version): then the branch is looked at
+        before anything is created, so a rerun never makes a second commit."""
+        before = bool(
+            self.db.run_sql(
+                "SELECT 1 AS found FROM {bot_branches}"
+                " WHERE repo = %(repo)s AND branch = %(branch)s",
+                {"repo": _key(repo), "branch": branch},
+            )
+        )
+        if not before:
+            self.db.run_sql(
+                "INSERT INTO {bot_branches} (repo, branch, created_at)"
+                " VALUES (%(repo)s, %(branch)s, %(now)s) ON CONFLICT (repo, branch) DO NOTHING",
+                {"repo": _key(repo), "branch": branch, "now": time.time()},
+            )
+        return before
 
     # -- people who pushed to a PR ---------------------------------------------------------
 

@@ -53,10 +53,18 @@ def publish_detail_comments(client: Any, repo: str, number: int, parts: tuple[st
 
 
 def publish_render_check(
-    client: Any, repo: str, head_sha: str, diffs: Sequence[EnvironmentDiff], summary: str
+    client: Any,
+    repo: str,
+    head_sha: str,
+    diffs: Sequence[EnvironmentDiff],
+    summary: str,
+    *,
+    new_commit: bool = False,
 ) -> None:
-    """`gitops-bot/render`: fails when any affected overlay does not build at the head."""
+    """`gitops-bot/render`: fails when any affected overlay does not build at the head.
+    `new_commit`: the bot made head_sha just now, so no check run of ours is on it yet."""
     broken = [d.environment for d in diffs if not d.head.ok]
+    known: dict[str, list[Any]] = {"known": []} if new_commit else {}
     client.upsert_check_run(
         repo,
         head_sha,
@@ -69,6 +77,7 @@ def publish_render_check(
             else f"Rendered {len(diffs)} environment(s)"
         ),
         summary=summary,
+        **known,
     )
 
 
@@ -136,9 +145,17 @@ def publish_plan(
         return None
     text = render_pull_request(plan)
     files: dict[str, bytes | None] = {c.path: c.after for c in plan.changes}
+    pushed_before = records.note_branch(repo, plan.branch)
     head_sha = client.commit_files(
-        repo, branch=plan.branch, base_sha=base_sha, files=files, message=commit_message(plan)
+        repo,
+        branch=plan.branch,
+        base_sha=base_sha,
+        files=files,
+        message=commit_message(plan),
+        look_first=pushed_before,
     )
+    # no record of it: made just now (a crash before the record left no check run on it)
+    new_commit = not records.is_bot_commit(repo, head_sha)
     records.record_commit(repo, head_sha, plan.branch)
     # One listing serves both finding this branch's PR and closing the ones it supersedes
     # (`open_prs`: the environment's open PRs, when the caller listed them already).
@@ -163,7 +180,14 @@ def publish_plan(
         client.add_labels(repo, pr.number, missing)
     if text.parts or not created:  # a PR opened just now has no leftover parts to delete
         publish_detail_comments(client, repo, pr.number, text.parts)
-    publish_render_check(client, repo, head_sha, plan.diffs, text.check_summary or text.body)
+    publish_render_check(
+        client,
+        repo,
+        head_sha,
+        plan.diffs,
+        text.check_summary or text.body,
+        new_commit=new_commit,
+    )
     # the diff just published is the one reviewers approve: record what it reaches
     records.save_render(
         repo,
