@@ -386,8 +386,20 @@ class InstallationClient:
         self._commits_lock = threading.Lock()
         # commit_files requests -> the commit each made (a retried operation looks first)
         self._made: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
+        self._tried: OrderedDict[tuple[object, ...], None] = OrderedDict()
 
     # ------------------------------------------------------------------ plumbing
+
+    def _first_try(self, *key: object) -> bool:
+        """True the first time this client is asked to create `key` blind; a retry of an
+        operation whose answer was lost (the write may have landed) then looks first."""
+        with self._commits_lock:
+            if key in self._tried:
+                return False
+            self._tried[key] = None
+            while len(self._tried) > 1024:
+                self._tried.popitem(last=False)
+            return True
 
     @property
     def calls(self) -> Counter[str]:
@@ -829,10 +841,18 @@ class InstallationClient:
         return list(self._comments(repo, number))
 
     @_operation
-    def upsert_comment(self, repo: str, number: int, marker: str, body: str) -> int:
-        """Update our comment holding marker (only if its body differs) or create it."""
+    def upsert_comment(
+        self, repo: str, number: int, marker: str, body: str, *, absent: bool = False
+    ) -> int:
+        """Update our comment holding marker (only if its body differs) or create it.
+        `absent`: the caller knows there is none (a PR this job opened): no listing."""
         if marker not in body:
             body = f"{marker}\n{body}"  # the marker is how the next run finds this comment
+        if absent and self._first_try("comment", repo.lower(), number, marker):
+            _, data = self._request(
+                "POST", f"{_repo_path(repo)}/issues/{int(number)}/comments", body={"body": body}
+            )
+            return int(data["id"])
         for comment in self._comments(repo, number):
             if marker in comment.body and self._ours(comment):
                 if comment.body != body:
@@ -915,7 +935,7 @@ class InstallationClient:
         if details_url is not None:
             payload["details_url"] = details_url
         base_path = _repo_path(repo)
-        if known is not None:
+        if known is not None and (known or self._first_try("check", repo.lower(), head_sha, name)):
             existing = self._our_check_run((c.raw for c in known), name, by_app_id=True)
         else:
             existing = self._find_check_run(repo, head_sha, name)

@@ -53,6 +53,6 @@ def promote_next(deps: Deps, repo: str, meta: Mapping[str, object], number: int)
             continue
         result = publish_on_default_branch(deps, state, plan, open_prs)
         if result is not None:
-            evaluate_pr(chained, repo, result.number, state.config)
+            evaluate_pr(chained, repo, result.number, state.config, fresh=result.fresh)
             published.append(result)
     return published

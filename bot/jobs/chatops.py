@@ -18,7 +18,7 @@ from bot.core.report import render_pull_request
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Environment, Model, PromotionRequest
 from bot.gateways.records import PromotionRecord
-from bot.jobs.deps import Deps, promotion_of
+from bot.jobs.deps import Deps, FreshPr, promotion_of
 from bot.jobs.merge_gate import GateResult, can_act_for, evaluate_pr
 from bot.jobs.pr_diff import handle_pr_diff
 from bot.jobs.publish import list_env_prs, publish_on_default_branch
@@ -150,9 +150,14 @@ def _run(deps: Deps, ctx: CommentContext, state: RepoState, outcome: Outcome, ma
 
 
 def _gate(
-    deps: Deps, repo: str, number: int, state: RepoState, asked_by: str | None = None
+    deps: Deps,
+    repo: str,
+    number: int,
+    state: RepoState,
+    asked_by: str | None = None,
+    fresh: FreshPr | None = None,
 ) -> GateResult:
-    return evaluate_pr(deps, repo, number, state.config, asked_by=asked_by)
+    return evaluate_pr(deps, repo, number, state.config, asked_by=asked_by, fresh=fresh)
 
 
 def _target_environment(state: RepoState, outcome: Outcome) -> Environment | None:
@@ -195,7 +200,7 @@ def _publish_or_dry_run(
         return
     published = publish_on_default_branch(deps, state, plan, open_prs)
     if published is not None:  # the approval check appears at once; auto-merge envs may merge
-        _gate(deps, ctx.repo, published.number, state)
+        _gate(deps, ctx.repo, published.number, state, fresh=published.fresh)
     upsert_reply(
         deps.client,
         ctx.repo,

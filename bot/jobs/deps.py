@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.core.approval import Check
 from bot.gateways.records import PromotionRecord, PromotionRecords
 
 
@@ -31,3 +32,12 @@ def promotion_of(deps: Deps, repo: str, pr: Any) -> PromotionRecord | None:
     if str(pr.head_repo or "").lower() != repo.lower():
         return None
     return deps.records.promotion(repo, pr.number)
+
+
+@dataclass(frozen=True)
+class FreshPr:
+    """A PR this job opened on a commit it made just now: what GitHub answered, and the
+    checks the bot itself put on that commit."""
+
+    pr: Any  # the PullRequestInfo of the create request
+    checks: tuple[Check, ...]

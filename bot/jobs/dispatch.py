@@ -24,7 +24,7 @@ from bot.core.triggers import RegistryEvent
 from bot.core.types import Config
 from bot.jobs.chain import promote_next
 from bot.jobs.chatops import CommentContext, handle_comment
-from bot.jobs.deps import Deps, promotion_of
+from bot.jobs.deps import Deps, FreshPr, promotion_of
 from bot.jobs.merge_gate import evaluate_pr, find_open_prs_for_sha
 from bot.jobs.reconcile import reconcile_repo
 from bot.jobs.registry import RegistryFacts, handle_registry_event
@@ -85,8 +85,15 @@ def job_deps(services: Services, client: Any) -> Deps:
     )
 
 
-def _gate(deps: Deps, repo: str, numbers: Sequence[int], config: Config | None = None) -> None:
-    """Evaluate each PR; `config`: the default branch's, when the job already read it."""
+def _gate(
+    deps: Deps,
+    repo: str,
+    numbers: Sequence[int],
+    config: Config | None = None,
+    fresh: Mapping[int, FreshPr] | None = None,
+) -> None:
+    """Evaluate each PR; `config`: the default branch's, when the job already read it;
+    `fresh`: the PRs this job just opened, with what it knows of them."""
     known = [config] if config is not None else []
 
     def load() -> Config:  # read once, and only if a PR needs it
@@ -96,7 +103,7 @@ def _gate(deps: Deps, repo: str, numbers: Sequence[int], config: Config | None =
 
     chained = replace(deps, on_merged=_on_merged(deps, repo, known))
     for number in numbers:
-        evaluate_pr(chained, repo, number, load)
+        evaluate_pr(chained, repo, number, load, fresh=(fresh or {}).get(number))
 
 
 def _on_merged(
@@ -138,7 +145,8 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
             state=state,
         )
         # the PRs were planned on this default-branch state: gate them with its config
-        _gate(deps, repo, [p.number for p in published], state.config)
+        fresh = {p.number: p.fresh for p in published if p.fresh is not None}
+        _gate(deps, repo, [p.number for p in published], state.config, fresh)
         return
     if isinstance(event, (Ping, InstallationEvent)):
         if isinstance(event, InstallationEvent):

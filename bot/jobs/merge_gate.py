@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.core.approval import (
@@ -22,7 +22,7 @@ from bot.core.templating import render_template
 from bot.core.types import Config, Environment
 from bot.gateways.github import BaseModifiedError, MergeConflictError, MergeNotAllowedError
 from bot.gateways.records import PromotionRecord
-from bot.jobs.deps import Deps, promotion_of
+from bot.jobs.deps import Deps, FreshPr, promotion_of
 from bot.jobs.pr_diff import render_pull_request
 from bot.jobs.replies import upsert_reply
 
@@ -174,13 +174,17 @@ def evaluate_pr(
     asked_by: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     max_attempts: int = 3,
+    fresh: FreshPr | None = None,
 ) -> GateResult:
     """Apply the policy of every environment the PR changes, publish the approval check,
     and merge when it holds: by itself for its own promotion PRs where every affected
     environment allows it, otherwise only when an eligible user asked (`asked_by`)."""
     client = deps.client
     for attempt in range(1, max_attempts + 1):
-        pr = client.get_pr(repo, number)
+        known = fresh if fresh is not None and attempt == 1 else None
+        # a fresh PR's commit sits on the base head this job read: a fast-forward,
+        # mergeable unless the base moved since (then GitHub refuses and we read again)
+        pr = replace(known.pr, mergeable=True) if known else client.get_pr(repo, number)
         promotion = promotion_of(deps, repo, pr)
         if callable(config):
             config = config()
@@ -209,11 +213,15 @@ def evaluate_pr(
         if render is None:  # never approve a head whose diff was not shown: render it now
             render = render_pull_request(deps, repo, pr, config, promotion)
         environments = _affected(config, render.environments, promotion)
-        runs = client.check_runs(repo, pr.head_sha)  # for the policy and our own gate check
-        reviews = [
-            Review(r.user, r.state, r.commit_id, order=index)
-            for index, r in enumerate(client.reviews(repo, number))
-        ]
+        if known is not None:  # nothing can predate a commit and PR made just now
+            runs, reviews, checks = [], [], list(known.checks)
+        else:
+            runs = client.check_runs(repo, pr.head_sha)  # for the policy and our gate check
+            reviews = [
+                Review(r.user, r.state, r.commit_id, order=index)
+                for index, r in enumerate(client.reviews(repo, number))
+            ]
+            checks = gather_checks(client, repo, pr.head_sha, runs)
         authors = set(deps.records.pushers(repo, number))
         if promotion is None and pr.author:
             authors.add(pr.author.lower())
@@ -231,7 +239,7 @@ def evaluate_pr(
         decision = evaluate_merge(
             facts,
             reviews,
-            gather_checks(client, repo, pr.head_sha, runs),
+            checks,
             environments,
             eligible=eligible_reviewers(client, repo, reviews, environments),
             bot_logins=(deps.bot_login,) if deps.bot_login else (),
@@ -282,7 +290,15 @@ def evaluate_pr(
             environment = config.environment(promotion.environment)
             assert environment is not None  # checked above
             announce_merge(
-                client, repo, number, promotion.meta, environment, config, sha, decision.approvers
+                client,
+                repo,
+                number,
+                promotion.meta,
+                environment,
+                config,
+                sha,
+                decision.approvers,
+                fresh=known is not None,
             )
             if deps.on_merged is not None:
                 deps.on_merged(promotion.meta, number)
@@ -335,14 +351,18 @@ def announce_merge(
     config: Config,
     sha: str,
     approvers: tuple[str, ...] = (),
+    *,
+    fresh: bool = False,
 ) -> None:
-    """The "Deployed" comment: what went where, and what may follow."""
+    """The "Deployed" comment: what went where, and what may follow. `fresh`: the PR was
+    opened by this job, so it holds no such comment yet."""
     upsert_reply(
         client,
         repo,
         number,
         MERGED_MARKER,
         "merged.md.j2",
+        absent=fresh,
         meta=meta,
         environment=environment,
         merge_sha=sha,

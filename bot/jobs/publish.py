@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.core.approval import Check
 from bot.core.planner import BRANCH_PREFIX
 from bot.core.rendering import render_changed
 from bot.core.report import render_pull_request
 from bot.core.templating import render_template
 from bot.core.types import EnvironmentDiff, Plan
 from bot.gateways.records import PromotionRecords
-from bot.jobs.deps import Deps
+from bot.jobs.deps import Deps, FreshPr
 from bot.jobs.repo_state import RepoState
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ class Published:
     head_sha: str
     created: bool
     author: str = ""  # GitHub's answer: the App's bot user
+    # set when this job opened the PR on a commit it made just now: the gate then knows
+    # every fact it would read (no review, no other check, no comment can predate it)
+    fresh: FreshPr | None = None
 
 
 def commit_message(plan: Plan) -> str:
@@ -70,7 +74,7 @@ def publish_render_check(
         head_sha,
         RENDER_CHECK,
         status="completed",
-        conclusion="failure" if broken else "success",
+        conclusion=_render_conclusion(diffs),
         title=(
             f"Kustomize build failed for {', '.join(broken)}"
             if broken
@@ -79,6 +83,10 @@ def publish_render_check(
         summary=summary,
         **known,
     )
+
+
+def _render_conclusion(diffs: Sequence[EnvironmentDiff]) -> str:
+    return "failure" if any(not d.head.ok for d in diffs) else "success"
 
 
 def env_prefix(plan: Plan) -> str:
@@ -198,8 +206,17 @@ def publish_plan(
         environments={plan.environment.name}
         | {d.environment for d in plan.diffs if render_changed(d)},
     )
+    fresh = None
+    if created and new_commit:
+        render_check = Check(RENDER_CHECK, "completed", _render_conclusion(plan.diffs))
+        fresh = FreshPr(pr=pr, checks=(render_check,))
     published = Published(
-        number=pr.number, url=pr.html_url, head_sha=head_sha, created=created, author=pr.author
+        number=pr.number,
+        url=pr.html_url,
+        head_sha=head_sha,
+        created=created,
+        author=pr.author,
+        fresh=fresh,
     )
     close_superseded(client, records, repo, plan, published, open_prs)
     return published
