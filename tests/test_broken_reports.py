@@ -117,3 +117,23 @@ def test_pr_body_of_an_environment_that_does_not_build_offers_no_merge(base_ok: 
     assert (
         f"The file the build references but the commit does not have:\n- `{STAGING}/a.yaml`"
     ) in body
+
+
+def test_chatops_reply_for_a_promotion_that_does_not_build_says_it_cannot_merge() -> None:
+    from types import SimpleNamespace
+
+    from bot.core.templating import render_template
+
+    reply = render_template(
+        "command_result.md.j2",
+        ok=True,
+        published=SimpleNamespace(number=5),
+        plan=broken_plan(base_ok=True),
+        command="/promote",
+        author="carol",
+        message="",
+    )
+    assert reply == (
+        "✅ Promotion PR #5: **Promote fraud-detector v8 to staging** (staging). "
+        "❌ It cannot merge: staging does not build (see the PR)."
+    )
