@@ -117,3 +117,35 @@ def test_pr_body_of_an_environment_that_does_not_build_offers_no_merge(base_ok: 
     assert (
         f"The file the build references but the commit does not have:\n- `{STAGING}/a.yaml`"
     ) in body
+
+
+def test_chatops_reply_for_a_promotion_that_does_not_build_says_it_cannot_merge() -> None:
+    from types import SimpleNamespace
+
+    from bot.core.templating import render_template
+
+    reply = render_template(
+        "command_result.md.j2",
+        ok=True,
+        published=SimpleNamespace(number=5),
+        plan=broken_plan(base_ok=True),
+        command="/promote",
+        author="carol",
+        message="",
+    )
+    assert reply == (
+        "✅ Promotion PR #5: **Promote fraud-detector v8 to staging** (staging). "
+        "❌ It cannot merge: staging does not build (see the PR)."
+    )
+
+
+def test_a_change_breaking_one_overlay_while_another_was_already_broken_exits_3() -> None:
+    from dataclasses import replace
+
+    from bot.cli import EXIT_ALREADY_BROKEN, EXIT_BROKEN, plan_exit_code
+
+    already = broken_plan(base_ok=False)
+    assert plan_exit_code(already) == EXIT_ALREADY_BROKEN == 5
+    newly = broken_plan(base_ok=True).diffs[0]
+    both = replace(already, diffs=(*already.diffs, replace(newly, environment="production")))
+    assert plan_exit_code(both) == EXIT_BROKEN == 3

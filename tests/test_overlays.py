@@ -997,6 +997,24 @@ def test_missing_image_entry_joins_the_list_aligned_with_its_siblings() -> None:
     assert applied == (("images.[name=batch-scorer].newTag", None, "v3"),)
 
 
+def test_empty_images_key_is_filled_in_place_with_the_new_entry() -> None:
+    before = b"resources:\n- deployment.yaml\nimages:   # set by gitops-bot\nnamespace: x\n"
+    after = edit(KUST, "images.[name=fraud-detector].newTag", "v8", before)
+    assert after == (
+        b"resources:\n- deployment.yaml\nimages:   # set by gitops-bot\n"
+        b"- name: fraud-detector\n  newTag: v8\nnamespace: x\n"
+    )
+
+
+def test_empty_candidates_key_is_filled_with_the_files_list_indentation() -> None:
+    before = b"spec:\n  hosts:\n    - a\n  candidates:\n  strategy: ab"
+    after = edit(PATCH, "spec.candidates.[name=fraud-v3].weight", 5, before)
+    assert after == (
+        b"spec:\n  hosts:\n    - a\n  candidates:\n    - name: fraud-v3\n      weight: 5\n"
+        b"  strategy: ab"
+    )
+
+
 def test_missing_image_entry_joins_a_flow_list_as_a_flow_mapping() -> None:
     before = b"resources: [deployment.yaml]\nimages: [{name: a, newTag: b}]  # flow\n"
     after = edit(KUST, "images.[name=fraud-detector].newTag", "v8", before)
@@ -1080,8 +1098,8 @@ ENTRY_CREATIONS = [
 )
 @given(
     case=st.sampled_from(ENTRY_CREATIONS),
-    ident=st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n]"),
+    ident=st.text(  # what a field path can select: no control characters, no ']'
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="]"),
         min_size=1,
         max_size=12,
     ).filter(lambda s: s == s.strip()),

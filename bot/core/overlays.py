@@ -27,7 +27,8 @@ Decisions worth knowing:
   image`` does: a new list goes after the parent's last entry, items not indented under the
   key, and in a kustomization the two keys in the order Kustomize's marshaller sorts them
   (``- name: x`` / ``  newTag: v8``; ``- count: 3`` / ``  name: x``). A new item joins an
-  existing list aligned with its siblings (a flow list gets ``{key: value, field: new}``).
+  existing list aligned with its siblings (a flow list gets ``{key: value, field: new}``), and
+  a list key written with no value (``images:``) gets the item on the following lines.
   Only where the selector key is the entries' identity: in a kustomization the top-level
   ``images``, ``replicas``, ``configMapGenerator`` and ``secretGenerator`` by ``name`` (so a
   misspelt field stays an error); elsewhere any list whose items all carry that key. A new
@@ -96,7 +97,8 @@ class _NewEntry:
     """``[key=value].field`` where no item has ``key=value``: the item (and its list) is added.
 
     ``list_key`` is None when the list exists (``parent`` is it); otherwise ``parent`` is the
-    mapping that lacks the list, which is created under ``list_key``.
+    mapping that lacks the list, which is created under ``list_key`` -- or, when ``fill`` is
+    set, the mapping whose pair ``fill`` is ``list_key:`` with an empty value, filled in place.
     """
 
     doc: int
@@ -106,6 +108,7 @@ class _NewEntry:
     list_key: str | None
     match: Match
     field: str
+    fill: int | None = None
 
 
 _Outcome = _Target | _Creatable | _NewEntry | _Failure
@@ -369,6 +372,8 @@ def _insert_new_entry(
         lines += [" " * column + f"{k}: {v}" for k, v in pairs[1:]]
         return _insert_lines(path, field, text, parent, lines)
     assert isinstance(parent, MappingNode)
+    if spot.fill is not None:
+        return _fill_empty(path, field, text, root, parent, spot.fill, pairs, kustomization)
     key = _string_renderings(spot.list_key, None)[0]
     if parent.flow_style or not parent.value:
         return _insert_entry(path, field, text, parent, f"{key}: [{flow_item}]", item=False)
@@ -377,6 +382,37 @@ def _insert_new_entry(
     lines = [" " * column + f"{key}:", " " * dash + f"- {pairs[0][0]}: {pairs[0][1]}"]
     lines += [" " * (dash + 2) + f"{k}: {v}" for k, v in pairs[1:]]
     return _insert_lines(path, field, text, parent, lines)
+
+
+def _fill_empty(
+    path: str,
+    field: str,
+    text: str,
+    root: Node | None,
+    parent: MappingNode,
+    index: int,
+    pairs: list[tuple[str, str]],
+    kustomization: bool,
+) -> str:
+    """``key:`` with no value becomes ``key:`` and a one-item block list on the next lines."""
+    key_node, value = parent.value[index]
+    if parent.flow_style:
+        at = _value_span(text, value)[0]
+        flow = "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+        colon = text.find(":", key_node.end_mark.index)
+        if colon < 0:
+            raise EditError(path, f"{field}: line {_line(key_node)}: cannot find where to add it")
+        return text[: colon + 1] + f" [{flow}]" + text[max(at, colon + 1) :]
+    column = int(key_node.start_mark.column)
+    dash = column + (0 if kustomization else _list_offset(root))
+    lines = [" " * dash + f"- {pairs[0][0]}: {pairs[0][1]}"]
+    lines += [" " * (dash + 2) + f"{k}: {v}" for k, v in pairs[1:]]
+    newline = text.find("\n", key_node.end_mark.index)
+    eol = _line_break(text, key_node.end_mark.index)
+    block = eol.join(lines)
+    if newline < 0:
+        return text + eol + block
+    return text[: newline + 1] + block + eol + text[newline + 1 :]
 
 
 def _list_offset(root: Node | None) -> int:
@@ -407,9 +443,16 @@ def _verify_entry(
         return "the result would change the number of documents"
     count = len(spot.parent.value)
     step = count if spot.list_key is None else 2 * count + 1
+    if spot.fill is not None:
+        step = 2 * spot.fill + 1
     for i, (before, after) in enumerate(zip(old_docs, new_docs, strict=True)):
-        skip = (spot.address, step) if i == spot.doc else None
-        if _fingerprint(before, (), None) != _fingerprint(after, (), None, skip):
+        if i == spot.doc and spot.fill is not None:  # the empty value is replaced
+            filled = (*spot.address, step)
+            same = _fingerprint(before, (), filled) == _fingerprint(after, (), filled)
+        else:
+            skip = (spot.address, step) if i == spot.doc else None
+            same = _fingerprint(before, (), None) == _fingerprint(after, (), None, skip)
+        if not same:
             return "the result would change other values in the file"
     added = _node_at(new_docs[spot.doc], (*spot.address, step))
     if spot.list_key is not None:
@@ -795,6 +838,10 @@ def _resolve(
                     return _NewEntry(doc, node, address, tuple(chain), name, *shape)
                 return _Failure(doc, i, f"{here} has no key {name!r}{_suggest(name, node)}")
             j, k, v = hits[0]
+            if not last and isinstance(v, ScalarNode) and _is_empty(v) and v.value == "":
+                shape = _new_entry_shape(segments, i + 1, kustomization)
+                if shape is not None:  # `images:` with nothing under it yet
+                    return _NewEntry(doc, node, address, tuple(chain), name, *shape, fill=j)
             node, key_node, address = v, k, (*address, 2 * j + 1)
         elif isinstance(node, SequenceNode):
             key_node = None
