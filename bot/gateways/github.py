@@ -612,17 +612,19 @@ class InstallationClient:
     ) -> str:
         """POST git/trees on the base commit's tree: its id computed from the snapshot when
         it can be (no GET), read from the commit when not or when GitHub does not know it."""
-        path = f"{_repo_path(repo)}/git/trees"
         local = base_entry.root_tree() if base_entry is not None else None
         if local is not None:
             try:
-                _, tree = self._request("POST", path, body={"base_tree": local, "tree": entries})
-                return str(tree["sha"])
+                return self._post_tree(repo, local, entries)
             except GithubException as exc:
                 if exc.status not in (404, 422):
                     raise
-        base_tree = self._git_commit(repo, base_sha)["tree"]["sha"]
-        _, tree = self._request("POST", path, body={"base_tree": base_tree, "tree": entries})
+        return self._post_tree(repo, self._git_commit(repo, base_sha)["tree"]["sha"], entries)
+
+    def _post_tree(self, repo: str, base_tree: str, entries: list[dict[str, Any]]) -> str:
+        _, tree = self._request(
+            "POST", f"{_repo_path(repo)}/git/trees", body={"base_tree": base_tree, "tree": entries}
+        )
         return str(tree["sha"])
 
     def _create_branch(self, repo: str, branch: str, sha: str) -> bool:
