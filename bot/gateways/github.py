@@ -11,7 +11,6 @@ import time
 import urllib.parse
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import github
@@ -23,6 +22,18 @@ from github.InstallationAuthorization import InstallationAuthorization
 from github.Requester import Requester
 
 from bot.core.errors import BotError, TransientError
+from bot.core.github_port import (
+    BaseModifiedError,
+    CheckInfo,
+    CommentInfo,
+    Comparison,
+    GitHubError,
+    MergeConflictError,
+    MergeNotAllowedError,
+    PullRequestInfo,
+    ReviewInfo,
+    login_of,
+)
 from bot.gateways.github_archive import (
     ArchiveError,
     SnapshotCache,
@@ -32,7 +43,6 @@ from bot.gateways.github_archive import (
 )
 from bot.gateways.github_http import (
     CallCounter,
-    GitHubError,
     call_with_retries,
     counting_session,
     error_message,
@@ -44,6 +54,7 @@ __all__ = [
     "BaseModifiedError",
     "CheckInfo",
     "CommentInfo",
+    "Comparison",
     "GitHubApp",
     "GitHubError",
     "InstallationClient",
@@ -61,105 +72,6 @@ PERMISSIONS = ("admin", "maintain", "write", "triage", "read")
 TITLE_LIMIT = 255
 TEXT_LIMIT = 65535
 REF_ATTEMPTS = 3
-
-
-class MergeConflictError(GitHubError):
-    """409: the head moved since it was evaluated; re-evaluate before merging."""
-
-
-class BaseModifiedError(GitHubError):
-    """405 "Base branch was modified": retry the merge after a short wait."""
-
-
-class MergeNotAllowedError(GitHubError):
-    """405 for any other reason (not mergeable, method not allowed...): report GitHub's message."""
-
-
-# --------------------------------------------------------------------------- plain data
-
-
-@dataclass(frozen=True)
-class PullRequestInfo:
-    number: int
-    title: str
-    body: str
-    state: str  # "open" | "closed"
-    merged: bool
-    draft: bool
-    mergeable: bool | None  # None: unknown (list responses, or GitHub still computing)
-    head_ref: str
-    head_sha: str
-    base_ref: str
-    base_sha: str
-    author: str
-    html_url: str
-    merge_commit_sha: str | None
-    labels: tuple[str, ...] = ()
-    head_repo: str = ""  # "owner/name" of the head branch's repository ("" if deleted)
-    mergeable_state: str = ""
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> PullRequestInfo:
-        head, base = data.get("head") or {}, data.get("base") or {}
-        merged = data.get("merged")
-        return cls(
-            number=int(data["number"]),
-            title=str(data.get("title") or ""),
-            body=str(data.get("body") or ""),
-            state=str(data.get("state") or ""),
-            merged=bool(merged) if merged is not None else data.get("merged_at") is not None,
-            draft=bool(data.get("draft")),
-            mergeable=data.get("mergeable"),
-            head_ref=str(head.get("ref") or ""),
-            head_sha=str(head.get("sha") or ""),
-            base_ref=str(base.get("ref") or ""),
-            base_sha=str(base.get("sha") or ""),
-            author=_login(data.get("user")),
-            html_url=str(data.get("html_url") or ""),
-            merge_commit_sha=data.get("merge_commit_sha"),
-            labels=tuple(str(label.get("name")) for label in data.get("labels") or ()),
-            head_repo=str((head.get("repo") or {}).get("full_name") or ""),
-            mergeable_state=str(data.get("mergeable_state") or ""),
-        )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """`base...head` as GitHub compares it: where the branch left base, and who made its
-    commits (GitHub lists at most 250 of them)."""
-
-    merge_base: str
-    people: frozenset[str]  # lower-case logins of the listed commits' authors and committers
-
-
-@dataclass(frozen=True)
-class CommentInfo:
-    id: int
-    author: str
-    body: str
-    html_url: str = ""
-
-
-@dataclass(frozen=True)
-class CheckInfo:
-    name: str
-    status: str
-    conclusion: str | None
-    app_slug: str
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class ReviewInfo:
-    id: int
-    user: str
-    state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED | PENDING
-    commit_id: str
-    submitted_at: str | None  # ISO 8601 as GitHub sent it
-
-
-def _login(user: Any) -> str:
-    return str(user.get("login") or "") if isinstance(user, dict) else ""
 
 
 def truncate(text: str, limit: int) -> str:
@@ -765,10 +677,10 @@ class InstallationClient:
         data = self._get(f"{_repo_path(repo)}/compare/{quote(base)}...{quote(head)}")
         commits = data.get("commits") or []
         people = {
-            _login(item.get(role)).lower()
+            login_of(item.get(role)).lower()
             for item in commits
             for role in ("author", "committer")
-            if _login(item.get(role))
+            if login_of(item.get(role))
         }
         return Comparison(
             merge_base=str((data.get("merge_base_commit") or {}).get("sha") or base),
@@ -780,7 +692,7 @@ class InstallationClient:
         return [
             ReviewInfo(
                 id=int(item["id"]),
-                user=_login(item.get("user")),
+                user=login_of(item.get("user")),
                 state=str(item.get("state") or ""),
                 commit_id=str(item.get("commit_id") or ""),
                 submitted_at=item.get("submitted_at"),
@@ -826,7 +738,7 @@ class InstallationClient:
         for item in self._paginate(f"{_repo_path(repo)}/issues/{int(number)}/comments"):
             yield CommentInfo(
                 id=int(item["id"]),
-                author=_login(item.get("user")),
+                author=login_of(item.get("user")),
                 body=str(item.get("body") or ""),
                 html_url=str(item.get("html_url") or ""),
             )

@@ -21,21 +21,13 @@ from github.Requester import (
 )
 
 from bot.core.errors import BotError, TransientError
+from bot.core.github_port import GitHubError
 
 T = TypeVar("T")
 
 MAX_RETRY_AFTER = (
     60.0  # seconds we are willing to sleep inside one job; longer waits go to the queue
 )
-
-
-class GitHubError(BotError):
-    """GitHub refused a request for a reason retrying will not fix (4xx)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(f"GitHub {status}: {message}")
 
 
 # --------------------------------------------------------------------------- counting

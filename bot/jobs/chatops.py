@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
 
 from bot.core.commands import USAGE as COMMAND_USAGE
 from bot.core.commands import Diff, Help, Merge, Outcome, Promote, Reply, Rollback, parse_comment
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError, TransientError
+from bot.core.github_port import PullRequestInfo
 from bot.core.grammar import version_problem
 from bot.core.locations import unservable
 from bot.core.planner import did_you_mean, request_from_meta, resolve_target
@@ -180,7 +180,7 @@ def _publish_or_dry_run(
     request: PromotionRequest,
     dry_run: bool,
     marker: str,
-    open_prs: list[Any] | None = None,
+    open_prs: list[PullRequestInfo] | None = None,
 ) -> None:
     """`open_prs`: the environment's open PRs, when the caller listed them already."""
     plan = build_plan(state.config, state.snapshot, request, deps.render_pair)
@@ -264,7 +264,7 @@ def _refuse_downgrade(
     env: Environment,
     version: str,
     cmd: Promote,
-) -> list[Any] | None:
+) -> list[PullRequestInfo] | None:
     """Going back to an older version takes an explicit `--allow-downgrade`; returns the
     environment's open PRs it listed (None when it had no need to)."""
     if cmd.allow_downgrade:

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.core.approval import Check
+from bot.core.github_port import GitHubPort, PullRequestIdentity, PullRequestInfo
 from bot.gateways.records import PromotionRecord, PromotionRecords
 
 
 @dataclass
 class Deps:
-    client: Any  # bot.gateways.github.InstallationClient (or the test fake's client)
+    client: GitHubPort  # bot.gateways.github.InstallationClient (or the test fake's client)
     records: PromotionRecords
     render_pair: Any  # the bot's own edits of default-branch content
     untrusted_render_pair: Any  # anything a human pushed
@@ -24,7 +25,7 @@ class Deps:
     on_refused: Callable[[str], None] | None = None
 
 
-def promotion_of(deps: Deps, repo: str, pr: Any) -> PromotionRecord | None:
+def promotion_of(deps: Deps, repo: str, pr: PullRequestIdentity) -> PromotionRecord | None:
     """The bot's record of `pr` if it is a promotion PR: the bot recorded opening it, GitHub
     says the App authored it, and its head branch lives in the repository itself."""
     if not deps.bot_login or pr.author != deps.bot_login:
@@ -39,5 +40,5 @@ class FreshPr:
     """A PR this job opened on a commit it made just now: what GitHub answered, and the
     checks the bot itself put on that commit."""
 
-    pr: Any  # the PullRequestInfo of the create request
+    pr: PullRequestInfo  # GitHub's answer to the create request
     checks: tuple[Check, ...]

@@ -20,8 +20,10 @@ from bot.core.events import (
     TagSet,
     event_from_payload,
 )
+from bot.core.github_port import GitHubAppPort, GitHubPort
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Config
+from bot.gateways.records import PromotionRecords
 from bot.jobs.chain import promote_next
 from bot.jobs.chatops import CommentContext, handle_comment
 from bot.jobs.deps import Deps, FreshPr, promotion_of
@@ -37,10 +39,10 @@ log = logging.getLogger(__name__)
 class Services:
     """What handlers need; built once per process by `bot.runtime`."""
 
-    github: Any  # bot.gateways.github.GitHubApp
+    github: GitHubAppPort  # bot.gateways.github.GitHubApp
     render_pair: Callable[..., Any]  # trusted: the bot's own edits on the default branch
     untrusted_render_pair: Callable[..., Any]
-    records: Any  # bot.gateways.records.PromotionRecords
+    records: PromotionRecords
     mlflow: Any | None = None
     on_refused: Callable[[str], None] | None = None
     bot_login: str | None = None
@@ -66,13 +68,13 @@ def registry_event(event: Any) -> tuple[RegistryEvent, str, str] | None:
     return None
 
 
-def _client(services: Services, repo: str, installation_id: int | None) -> Any:
+def _client(services: Services, repo: str, installation_id: int | None) -> GitHubPort:
     if installation_id:
         return services.github.client(installation_id)
     return services.github.client_for_repo(repo)
 
 
-def job_deps(services: Services, client: Any) -> Deps:
+def job_deps(services: Services, client: GitHubPort) -> Deps:
     """The handlers' dependencies for one installation."""
     return Deps(
         client=client,

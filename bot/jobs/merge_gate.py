@@ -18,9 +18,17 @@ from bot.core.approval import (
     latest_opinions,
 )
 from bot.core.errors import TransientError
+from bot.core.github_port import (
+    BaseModifiedError,
+    CheckInfo,
+    GitHubPort,
+    MergeConflictError,
+    MergeNotAllowedError,
+    PeoplePort,
+    PullRequestInfo,
+)
 from bot.core.templating import render_template
 from bot.core.types import Config, Environment
-from bot.gateways.github import BaseModifiedError, MergeConflictError, MergeNotAllowedError
 from bot.gateways.records import PromotionRecord
 from bot.jobs.deps import Deps, FreshPr, promotion_of
 from bot.jobs.pr_diff import render_pull_request
@@ -44,7 +52,7 @@ class GateResult:
 
 
 def can_act_for(
-    client: Any, repo: str, user: str, environment: Environment | None
+    client: PeoplePort, repo: str, user: str, environment: Environment | None
 ) -> tuple[bool, str]:
     """May `user` act on the repo (and promote into / approve for `environment`)?"""
     permission = client.permission(repo, user)
@@ -72,7 +80,7 @@ def can_act_for(
 
 
 def can_act_for_all(
-    client: Any, repo: str, user: str, environments: Sequence[Environment]
+    client: GitHubPort, repo: str, user: str, environments: Sequence[Environment]
 ) -> tuple[bool, str]:
     """`can_act_for` every environment (write permission alone when there is none)."""
     if not environments:
@@ -85,7 +93,7 @@ def can_act_for_all(
 
 
 def eligible_reviewers(
-    client: Any, repo: str, reviews: list[Review], environments: Sequence[Environment]
+    client: GitHubPort, repo: str, reviews: list[Review], environments: Sequence[Environment]
 ) -> dict[str, set[str]]:
     """Per environment, who among the reviewers with an opinion may approve for it: a
     handful of API calls at most (permissions and memberships are asked once each)."""
@@ -103,7 +111,7 @@ def eligible_reviewers(
 class _MemoClient:
     """The two identity questions of `can_act_for`, each asked of GitHub once."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: GitHubPort) -> None:
         self._client = client
         self._answers: dict[tuple[str, ...], Any] = {}
 
@@ -122,7 +130,9 @@ class _MemoClient:
         return bool(self._ask(key, lambda: self._client.is_team_member(org, team, user)))
 
 
-def gather_checks(client: Any, repo: str, sha: str, runs: list[Any] | None = None) -> list[Check]:
+def gather_checks(
+    client: GitHubPort, repo: str, sha: str, runs: list[CheckInfo] | None = None
+) -> list[Check]:
     """Check runs (`runs` if already listed) and commit statuses on sha."""
     if runs is None:
         runs = client.check_runs(repo, sha)
@@ -136,11 +146,11 @@ def gather_checks(client: Any, repo: str, sha: str, runs: list[Any] | None = Non
 
 
 def publish_gate_check(
-    client: Any,
+    client: GitHubPort,
     repo: str,
     sha: str,
     decision: MergeDecision,
-    runs: list[Any] | None = None,
+    runs: list[CheckInfo] | None = None,
     *,
     refused: str = "",
 ) -> None:
@@ -149,7 +159,6 @@ def publish_gate_check(
     `refused`: GitHub's reason for refusing the merge of a ready PR: the check then says
     so and stays pending, so it never claims "ready" for something that cannot merge."""
     text = render_template("approval_check.md.j2", decision=decision, refused=refused)
-    known = {} if runs is None else {"known": runs}
     done = not refused and (decision.ready or decision.reasons == ("already merged",))
     title = f"Merge refused by GitHub: {refused}" if refused else decision.summary()
     client.upsert_check_run(
@@ -160,7 +169,7 @@ def publish_gate_check(
         conclusion="success" if done else None,
         title=title[:250],
         summary=text,
-        **known,
+        known=runs,
     )
 
 
@@ -312,7 +321,9 @@ _WAITING_FOR_MERGE = (
 )
 
 
-def _only_bot_commits(deps: Deps, repo: str, pr: Any, promotion: PromotionRecord | None) -> bool:
+def _only_bot_commits(
+    deps: Deps, repo: str, pr: PullRequestInfo, promotion: PromotionRecord | None
+) -> bool:
     """A promotion PR still holding just what the bot pushed (its commit sits directly on
     the default branch, so a bot head means no one else's commits are in it)."""
     return promotion is not None and deps.records.is_bot_commit(repo, pr.head_sha)
@@ -338,12 +349,12 @@ def _merge_method(
     return methods.pop() if len(methods) == 1 else "merge"
 
 
-def _has_comment(client: Any, repo: str, number: int, marker: str) -> bool:
+def _has_comment(client: GitHubPort, repo: str, number: int, marker: str) -> bool:
     return any(marker in (c.body or "") for c in client.list_comments(repo, number))
 
 
 def announce_merge(
-    client: Any,
+    client: GitHubPort,
     repo: str,
     number: int,
     meta: Mapping[str, object],
@@ -373,7 +384,7 @@ def announce_merge(
     )
 
 
-def find_open_prs_for_sha(client: Any, repo: str, sha: str) -> list[int]:
+def find_open_prs_for_sha(client: GitHubPort, repo: str, sha: str) -> list[int]:
     """Open PRs of the repository whose head is `sha` (check and status events name a
     commit; the gate applies to every PR, not only the bot's)."""
     return [

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
+from bot.core.github_port import GitHubPort, PullRequestInfo
 from bot.core.rendering import affected_environments, changed_paths, environment_diffs
 from bot.core.report import (
     DIFF_MARKER,
@@ -47,7 +47,7 @@ def handle_pr_diff(deps: Deps, repo: str, number: int, config: Config) -> int:
 
 
 def render_pull_request(
-    deps: Deps, repo: str, pr: Any, config: Config, promotion: PromotionRecord | None
+    deps: Deps, repo: str, pr: PullRequestInfo, config: Config, promotion: PromotionRecord | None
 ) -> RenderRecord:
     """Base = the merge base GitHub computes; changed paths = every file that differs
     between the two trees (GitHub's file list stops at 3000). Everyone who authored or
@@ -86,7 +86,7 @@ def render_pull_request(
     )
 
 
-def _mark_foreign_push(client: Any, repo: str, pr: Any) -> None:
+def _mark_foreign_push(client: GitHubPort, repo: str, pr: PullRequestInfo) -> None:
     """A promotion PR someone else pushed to: its description no longer tells the truth."""
     banner = render_template("foreign_push.md.j2", head_sha=pr.head_sha)
     rest = _FOREIGN_BLOCK.sub("", pr.body or "", count=1)

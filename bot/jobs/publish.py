@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from bot.core.approval import Check
+from bot.core.github_port import GitHubPort, PullRequestInfo
 from bot.core.planner import BRANCH_PREFIX
 from bot.core.rendering import render_changed
 from bot.core.report import render_pull_request
@@ -47,7 +47,9 @@ def commit_message(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def publish_detail_comments(client: Any, repo: str, number: int, parts: tuple[str, ...]) -> None:
+def publish_detail_comments(
+    client: GitHubPort, repo: str, number: int, parts: tuple[str, ...]
+) -> None:
     """Create or update `part i/N` comments in place; delete parts left over from a bigger diff."""
     keep: set[int] = set()
     for index, body in enumerate(parts, start=1):
@@ -57,7 +59,7 @@ def publish_detail_comments(client: Any, repo: str, number: int, parts: tuple[st
 
 
 def publish_render_check(
-    client: Any,
+    client: GitHubPort,
     repo: str,
     head_sha: str,
     diffs: Sequence[EnvironmentDiff],
@@ -68,7 +70,6 @@ def publish_render_check(
     """`gitops-bot/render`: fails when any affected overlay does not build at the head.
     `new_commit`: the bot made head_sha just now, so no check run of ours is on it yet."""
     broken = [d.environment for d in diffs if not d.head.ok]
-    known: dict[str, list[Any]] = {"known": []} if new_commit else {}
     client.upsert_check_run(
         repo,
         head_sha,
@@ -81,7 +82,7 @@ def publish_render_check(
             else f"Rendered {len(diffs)} environment(s)"
         ),
         summary=summary,
-        **known,
+        known=[] if new_commit else None,
     )
 
 
@@ -98,18 +99,18 @@ def branch_prefix(environment: str) -> str:
     return f"{BRANCH_PREFIX}{environment}/"
 
 
-def list_env_prs(client: Any, repo: str, environment: str) -> list[Any]:
+def list_env_prs(client: GitHubPort, repo: str, environment: str) -> list[PullRequestInfo]:
     """Open PRs from the repository's own branches of one environment's promotions."""
     return list(client.list_open_prs(repo, head_prefix=branch_prefix(environment)))
 
 
 def close_superseded(
-    client: Any,
+    client: GitHubPort,
     records: PromotionRecords,
     repo: str,
     plan: Plan,
     current: Published,
-    open_prs: list[Any] | None = None,
+    open_prs: list[PullRequestInfo] | None = None,
 ) -> list[int]:
     """Close older open promotion PRs for the same model and environment (as the bot's
     records tell them, never their editable descriptions).
@@ -136,14 +137,14 @@ def close_superseded(
 
 
 def publish_plan(
-    client: Any,
+    client: GitHubPort,
     records: PromotionRecords,
     repo: str,
     plan: Plan,
     *,
     base_branch: str,
     base_sha: str,
-    open_prs: list[Any] | None = None,
+    open_prs: list[PullRequestInfo] | None = None,
 ) -> Published | None:
     """Make GitHub show `plan`, and remember what the bot did; safe to run any number of
     times. The records are written before anything can act on them: the commit as soon as
@@ -223,7 +224,7 @@ def publish_plan(
 
 
 def publish_on_default_branch(
-    deps: Deps, state: RepoState, plan: Plan, open_prs: list[Any] | None = None
+    deps: Deps, state: RepoState, plan: Plan, open_prs: list[PullRequestInfo] | None = None
 ) -> Published | None:
     """`publish_plan` on the default branch as the job read it (`state`)."""
     return publish_plan(

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError
+from bot.core.github_port import PullRequestInfo
 from bot.core.grammar import source_problem, version_problem
 from bot.core.locations import map_artifacts_uri, scheme_of, unservable
 from bot.core.ordering import INVALID_SOURCE, INVALID_VERSION, Refusal, downgrade, stale_alias
@@ -92,7 +93,7 @@ def check_promote_from(state: RepoState, model: Model, env: Environment, version
 
 
 def open_promotion_versions(
-    deps: Deps, repo: str, model: Model, env: Environment, open_prs: list[Any]
+    deps: Deps, repo: str, model: Model, env: Environment, open_prs: list[PullRequestInfo]
 ) -> list[str]:
     """Versions the bot's open promotion PRs take `model` to in `env` (by its records)."""
     ours = [p.number for p in open_prs if p.author == deps.bot_login]
@@ -110,7 +111,7 @@ def refuse_backwards(
     model: Model,
     env: Environment,
     version: str,
-    open_prs: list[Any],
+    open_prs: list[PullRequestInfo],
 ) -> Refusal | None:
     """Would promoting `version` move `env` backwards? Then say why (None: go ahead)."""
     deployed = read_deployed(state.snapshot, model, env).version

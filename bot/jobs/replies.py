@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from bot.core.github_port import GitHubPort
 from bot.core.templating import render_template
 
 
 def upsert_reply(
-    client: Any,
+    client: GitHubPort,
     repo: str,
     number: int,
     marker: str,

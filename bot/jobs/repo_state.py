@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bot.core.config import load_config_bytes
 from bot.core.errors import BotError
+from bot.core.github_port import GitHubPort
 from bot.core.types import Config, Snapshot
 
 CONFIG_FILE = ".gitops-bot.yaml"
@@ -25,7 +25,7 @@ class RepoState:
     config: Config
 
 
-def load_repo_state(client: Any, repo: str) -> RepoState:
+def load_repo_state(client: GitHubPort, repo: str) -> RepoState:
     """The default branch head, its files and its config (never a PR branch's config)."""
     branch, sha = client.default_branch(repo)
     snapshot = client.snapshot(repo, sha)
