@@ -291,7 +291,7 @@ def pygithub_method_names() -> set[str]:
 
 
 def gateway_modules() -> list[Path]:
-    """Modules of bot/ that import PyGithub or talk HTTP to GitHub."""
+    """Modules of bot/ that import PyGithub or build on the gateway's request plumbing."""
     found = []
     for path in sorted((ROOT / "bot").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -301,7 +301,11 @@ def gateway_modules() -> list[Path]:
                 if isinstance(node, ast.ImportFrom)
                 else (node.names[0].name if isinstance(node, ast.Import) else None)
             )
-            if module is not None and (module == "github" or module.startswith("github.")):
+            if module is not None and (
+                module == "github"
+                or module.startswith("github.")
+                or module == "bot.gateways.github_base"
+            ):
                 found.append(path)
                 break
     return found
