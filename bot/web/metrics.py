@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -90,6 +92,8 @@ class Metrics:
             registry=r,
         )
 
+        self._delivery_children: dict[tuple[str, str], Any] = {}
+        self._duration_children: dict[str, Any] = {}
         self.refusals = Counter(
             "gitops_bot_promotion_refusals",
             "Registry events not promoted (older than what an environment runs, a moved alias,"
@@ -97,6 +101,25 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+
+    def delivery(self, source: str, outcome: str) -> Any:
+        """The `deliveries` counter of one source and outcome (looked up once, then cached)."""
+        key = (source, outcome)
+        child = self._delivery_children.get(key)
+        if child is None:
+            child = self._delivery_children[key] = self.deliveries.labels(
+                source=source, outcome=outcome
+            )
+        return child
+
+    def duration(self, endpoint: str) -> Any:
+        """The `request_duration` histogram of one endpoint (looked up once, then cached)."""
+        child = self._duration_children.get(endpoint)
+        if child is None:
+            child = self._duration_children[endpoint] = self.request_duration.labels(
+                endpoint=endpoint
+            )
+        return child
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
