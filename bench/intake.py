@@ -11,7 +11,7 @@ in the same run. Checked: every bot delivery got 202, the queue holds exactly on
 distinct delivery, and nothing contacted the (dummy) GitHub API.
 
     .venv/bin/python bench/intake.py [--duration 10] [--threads 8] [--workers 2]
-        [--requests N] [--database-url postgresql://postgres@127.0.0.1:5432/test]
+        [--worker-threads 1] [--requests N] [--database-url postgresql://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
@@ -231,8 +231,12 @@ def private_key_pem() -> str:
 
 
 @contextmanager
-def gunicorn(app: str, env: dict[str, str], workers: int, log_path: Path) -> Iterator[int]:
-    """Run `gunicorn -w <workers> -b 127.0.0.1:<port> <app>`; yields the port once healthy."""
+def gunicorn(
+    app: str, env: dict[str, str], workers: int, log_path: Path, threads: int = 1
+) -> Iterator[int]:
+    """Run `gunicorn -w <workers> --threads <threads> -b 127.0.0.1:<port> <app>` (one thread:
+    sync workers; more: gthread workers, which keep connections alive); yields the port once
+    healthy."""
     port = free_port()
     command = [
         sys.executable,
@@ -240,6 +244,8 @@ def gunicorn(app: str, env: dict[str, str], workers: int, log_path: Path) -> Ite
         "gunicorn",
         "-w",
         str(workers),
+        "--threads",
+        str(threads),
         "-b",
         f"127.0.0.1:{port}",
         "--log-level",
@@ -350,7 +356,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             bot_deliveries: list[str] = []
             for label, app in sides:
                 deliveries = Deliveries(templates, SECRET)
-                with gunicorn(app, env, args.workers, tmp / f"{label}.log") as port:
+                log_path = tmp / f"{label}.log"
+                with gunicorn(app, env, args.workers, log_path, args.worker_threads) as port:
                     warm = run_load(
                         port, deliveries, threads=args.threads, duration=0, requests=WARMUP
                     )
@@ -377,6 +384,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     one_job_each = len(rows) == len(set(rows)) == len(expected) and set(rows) == expected
     report = {
         "workers": args.workers,
+        "worker_threads": args.worker_threads,
         "threads": args.threads,
         "database": "postgresql" if args.database_url else "sqlite (WAL)",
         "floor": summary(floor),
@@ -423,13 +431,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=8, help="client threads (connections)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per side")
     parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=1,
+        help="gunicorn --threads per worker, both sides (1: sync workers; more: gthread)",
+    )
+    parser.add_argument(
         "--database-url", default=None, help="PostgreSQL URL (default: SQLite WAL in a temp dir)"
     )
     parser.add_argument("--log-level", default="INFO", help="the bot's LOG_LEVEL")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     print(
-        f"gunicorn -w {args.workers} (sync) on loopback; {args.threads} client threads; "
+        f"gunicorn -w {args.workers} "
+        + ("(sync)" if args.worker_threads == 1 else f"--threads {args.worker_threads} (gthread)")
+        + f" on loopback; {args.threads} client threads; "
         + (f"{args.requests} deliveries" if args.requests else f"{args.duration:g} s")
         + " per side; "
         + ("PostgreSQL" if args.database_url else "SQLite (WAL)")

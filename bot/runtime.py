@@ -26,6 +26,7 @@ class Runtime:
     queue: Any
     services: Any
     metrics: Any
+    budgets: Any = None  # bot.gateways.rate_budget.RateBudgets
 
 
 def configure_logging(level: str) -> None:
@@ -44,6 +45,8 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     from bot.gateways.kustomize import Renderer
     from bot.gateways.mlflow import MlflowClient
     from bot.gateways.queue import JobQueue
+    from bot.gateways.rate_budget import BudgetPolicy, RateBudgets
+    from bot.gateways.rate_budget import attach as attach_budgets
     from bot.gateways.records import PromotionRecords
     from bot.gateways.render_cache import RenderCache
     from bot.jobs.dispatch import Services
@@ -68,6 +71,15 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     github.counter.listener = lambda operation, status: metrics.github_calls.labels(
         operation=operation, status=status
     ).inc()
+    budgets = RateBudgets(
+        BudgetPolicy(
+            floor=settings.github_rate_floor,
+            reserve_share=settings.github_rate_reserve,
+            reconcile_share=settings.reconcile_rate_share,
+        ),
+        listener=metrics.observe_rate_window,
+    )
+    attach_budgets(github, budgets)
     cache = RenderCache(
         max_bytes=settings.render_cache_mib * 1024 * 1024,
         listener=lambda hit: metrics.render_cache.labels(result="hit" if hit else "miss").inc(),
@@ -96,7 +108,9 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         app_slug=slug,
         on_refused=lambda kind: metrics.refusals.labels(kind=kind).inc(),
     )
-    return Runtime(settings=settings, queue=queue, services=services, metrics=metrics)
+    return Runtime(
+        settings=settings, queue=queue, services=services, metrics=metrics, budgets=budgets
+    )
 
 
 def measured_render_pair(render_pair: Any, metrics: Any) -> Any:
@@ -118,23 +132,53 @@ def measured_render_pair(render_pair: Any, metrics: Any) -> Any:
 
 
 def job_handler(runtime: Runtime) -> Any:
-    """The worker's handler: dispatch, with job metrics."""
+    """The worker's handler: dispatch, with job metrics; reconcile paced by the rate budget."""
     from bot.jobs.dispatch import handle_job
 
     def handle(job: Any) -> None:
         started = time.monotonic()
         outcome = "error"
         try:
-            handle_job(runtime.services, job.kind, job.repo, dict(job.payload))
-            outcome = "done"
+            if job.kind == "reconcile":
+                outcome = _paced_reconcile(runtime, job, handle_job)
+            else:
+                handle_job(runtime.services, job.kind, job.repo, dict(job.payload))
+                outcome = "done"
         finally:
             runtime.metrics.jobs.labels(kind=job.kind, outcome=outcome).inc()
             runtime.metrics.job_duration.labels(kind=job.kind).observe(time.monotonic() - started)
-            remaining = runtime.services.github.rate_limit_remaining
-            if remaining is not None:
-                runtime.metrics.github_rate_remaining.set(remaining)
 
     return handle
+
+
+def _paced_reconcile(runtime: Runtime, job: Any, handle_job: Any) -> str:
+    """Run a reconcile job within its share of the installation's rate budget: skip it
+    while the installation is over the share (or under the reserve) and stop it where it
+    gets there; the next reconcile tick after the window's reset catches up."""
+    from bot.gateways.rate_budget import RECONCILE, RateBudgetExceeded, spending_on
+
+    budgets = runtime.budgets
+    if budgets is not None and job.repo:
+        installation = runtime.services.github.installation_id(job.repo)
+        wait = budgets.reconcile_wait(installation)
+        if wait > 0:
+            runtime.metrics.reconcile_held_back.inc()
+            log.info(
+                "reconcile of %s skipped: over its share of installation %s's GitHub rate "
+                "budget for %.0f s more",
+                job.repo,
+                installation,
+                wait,
+            )
+            return "skipped"
+    try:
+        with spending_on(RECONCILE):
+            handle_job(runtime.services, job.kind, job.repo, dict(job.payload))
+    except RateBudgetExceeded as exc:
+        runtime.metrics.reconcile_held_back.inc()
+        log.info("reconcile of %s stopped: %s", job.repo, exc)
+        return "skipped"
+    return "done"
 
 
 def web_app(runtime: Runtime) -> Flask:

@@ -52,6 +52,10 @@ class Settings:
     worker_concurrency: int = 2
     worker_lease_s: float = 60.0  # a dead worker's job runs again after this long
     reconcile_interval_s: float = 300.0  # 0 = off
+    # GitHub REST budget per installation (bot.gateways.rate_budget)
+    reconcile_rate_share: float = 0.2  # reconcile spends at most this share of each window
+    github_rate_reserve: float = 0.1  # below this share left, non-urgent work waits
+    github_rate_floor: int = 20  # jobs never spend the last calls: they wait for the reset
     max_body_bytes: int = 1024 * 1024
     timestamp_tolerance_s: float = 300.0
     log_level: str = "INFO"
@@ -95,6 +99,20 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
     if value <= 0:
         raise SettingsError(f"{name} must be positive")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name} must be a share between 0 and 1 (e.g. 0.2)")
+    return value
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative")
     return value
 
 
@@ -217,6 +235,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2),
         worker_lease_s=_positive(env, "WORKER_LEASE_SECONDS", 60.0),
         reconcile_interval_s=_float(env, "RECONCILE_INTERVAL_SECONDS", 300.0),
+        reconcile_rate_share=_share(env, "RECONCILE_RATE_SHARE", 0.2),
+        github_rate_reserve=_share(env, "GITHUB_RATE_RESERVE", 0.1),
+        github_rate_floor=_non_negative_int(env, "GITHUB_RATE_FLOOR", 20),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
         timestamp_tolerance_s=_float(env, "WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300.0),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),

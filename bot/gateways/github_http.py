@@ -22,6 +22,7 @@ from github.Requester import (
 
 from bot.core.errors import BotError, TransientError
 from bot.core.github_port import GitHubError
+from bot.gateways.rate_budget import InstallationBudget
 
 T = TypeVar("T")
 
@@ -106,6 +107,9 @@ class CallCounter:
         self._lock = threading.Lock()
         # called with (operation label, HTTP status or "error") for every request: metrics
         self.listener: Callable[[str, str], None] | None = None
+        # the installation's rate budget (`rate_budget.attach` sets it): checked before each
+        # request, fed by each response's rate-limit headers
+        self.budget: InstallationBudget | None = None
 
     def record(
         self, method: str, path: str, headers: Mapping[str, Any] | None, status: str = "error"
@@ -131,6 +135,8 @@ class CallCounter:
             self.calls["total"] += 1
             if remaining is not None:
                 self.rate_limit_remaining = remaining
+        if self.budget is not None:
+            self.budget.observe(headers, status)
         if self.listener is not None:
             self.listener(label, status)
 
@@ -158,6 +164,8 @@ class _CountingConnection:
         default_port = 443 if self.protocol == "https" else 80
         netloc = self.host if self.port == default_port else f"{self.host}:{self.port}"
         send = getattr(self.session, self.verb.lower())
+        if self._counter.budget is not None:
+            self._counter.budget.before_request()  # held back: raises RateBudgetExceeded
         try:
             response = send(
                 f"{self.protocol}://{netloc}{self.url}",

@@ -20,6 +20,7 @@ Semantics (both backends):
 from __future__ import annotations
 
 import abc
+import json
 import random
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -90,6 +91,14 @@ def check_new_job(job: NewJob) -> None:
         raise ValueError(f"job repo must be 'owner/name' or None, got {job.repo!r}")
     if not isinstance(job.payload, Mapping):
         raise ValueError("job payload must be a mapping")
+
+
+def serialise_payload(payload: Mapping[str, Any]) -> str:
+    """A job payload as compact JSON text (ValueError when it is not JSON-serialisable)."""
+    try:
+        return json.dumps(dict(payload), separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"job payload is not JSON-serialisable: {exc}") from None
 
 
 class JobQueue(abc.ABC):

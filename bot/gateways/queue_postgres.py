@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import re
+import time
 import uuid
-from collections.abc import Collection, Mapping
+import weakref
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
-from psycopg import sql
+import psycopg
+from psycopg import Connection, sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from bot.gateways.group_commit import GroupCommitter
 from bot.gateways.queue import (
     DEFAULT_MAX_ATTEMPTS,
     STATUSES,
@@ -21,6 +25,7 @@ from bot.gateways.queue import (
     JobQueue,
     NewJob,
     check_new_job,
+    serialise_payload,
     truncate_error,
 )
 from bot.gateways.records import RECORD_TABLES, RECORDS_DDL
@@ -28,6 +33,10 @@ from bot.gateways.records import RECORD_TABLES, RECORDS_DDL
 # How many lane candidates one claim tries before giving up (others hold their lanes).
 CANDIDATES = 16
 PING_TIMEOUT_S = 5.0
+# A pooled connection idle longer than this is pinged before use (one round trip); one in
+# steady use is not: a failure on it is retried once on a fresh connection instead.
+IDLE_CHECK_S = 2.0
+log = logging.getLogger(__name__)
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 _DDL = """
@@ -97,6 +106,18 @@ _TAKE = (
     " RETURNING id, delivery_id, source, kind, repo, payload, attempts, lease_token"
 )
 
+# one statement for a whole batch; ids follow the arrays' order (the order of arrival)
+_INSERT_MANY = (
+    "INSERT INTO {jobs} (delivery_id, source, kind, repo, payload)"
+    " SELECT d, s, k, r, p::jsonb FROM unnest("
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+    " WITH ORDINALITY AS t(d, s, k, r, p, n)"
+    " ORDER BY n ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
+)
+
+# delivery_id, source, kind, repo, serialised payload
+_Row = tuple[str, str, str, str | None, str]
+
 _OWNED = " WHERE id = %(id)s AND lease_token = %(token)s AND status = 'running'"
 
 
@@ -124,10 +145,25 @@ class PostgresJobQueue(JobQueue):
             min_size=1,
             max_size=max(1, pool_size),
             kwargs={"autocommit": True},
-            check=ConnectionPool.check_connection,
+            check=self._check_if_idle,
             open=True,
             name="job-queue",
         )
+        self._last_checkout: weakref.WeakKeyDictionary[Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+        # concurrent enqueues of this process share one transaction (one WAL flush)
+        self._committer: GroupCommitter[_Row, bool] = GroupCommitter(self._insert_batch)
+
+    def _check_if_idle(self, conn: Connection[Any]) -> None:
+        """The pool's check on checkout: ping only a connection idle for a while."""
+        now = time.monotonic()
+        last = self._last_checkout.get(conn)
+        self._last_checkout[conn] = now
+        if conn.broken or conn.closed:
+            raise psycopg.OperationalError("connection is broken")
+        if last is None or now - last > IDLE_CHECK_S:
+            ConnectionPool.check_connection(conn)
 
     def _q(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(jobs=self._jobs)
@@ -165,19 +201,47 @@ class PostgresJobQueue(JobQueue):
 
     def enqueue(self, job: NewJob) -> bool:
         check_new_job(job)
+        row = (job.delivery_id, job.source, job.kind, job.repo, serialise_payload(job.payload))
+        return self._committer.submit(row)
+
+    def _insert_batch(self, rows: Sequence[_Row]) -> list[bool | BaseException]:
+        """Insert rows in one transaction: True per row stored, False per known delivery id.
+
+        A connection that broke since its last use is replaced and the batch retried once
+        (the insert is idempotent on delivery id). If the batch is refused for its data,
+        each row is tried alone so that one bad row fails only its own delivery."""
         try:
-            payload = json.dumps(dict(job.payload), separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"job payload is not JSON-serialisable: {exc}") from None
-        with self._pool.connection() as conn:
-            cur = conn.execute(
-                self._q(
-                    "INSERT INTO {jobs} (delivery_id, source, kind, repo, payload)"
-                    " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (delivery_id) DO NOTHING"
-                ),
-                (job.delivery_id, job.source, job.kind, job.repo, payload),
-            )
-            return cur.rowcount == 1
+            try:
+                return list(self._insert_rows(rows))
+            except psycopg.OperationalError as exc:
+                if not _connection_lost(exc):
+                    raise
+                log.warning("job queue connection lost (%s): retrying once", type(exc).__name__)
+                return list(self._insert_rows(rows))
+        except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError):
+            if len(rows) == 1:
+                raise
+        outcomes: list[bool | BaseException] = []
+        for row in rows:
+            try:
+                outcomes.extend(self._insert_rows([row]))
+            except psycopg.Error as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _insert_rows(self, rows: Sequence[_Row]) -> list[bool]:
+        with self._pool.connection() as conn:  # autocommit: one statement, one transaction
+            stored = {
+                r[0]
+                for r in conn.execute(
+                    self._q(_INSERT_MANY), [list(column) for column in zip(*rows, strict=True)]
+                ).fetchall()
+            }
+        outcomes = []
+        for row in rows:  # a delivery id twice in one batch: the first one was stored
+            outcomes.append(row[0] in stored)
+            stored.discard(row[0])
+        return outcomes
 
     def claim(self, worker_id: str, lease_seconds: float = 60) -> Job | None:
         with self._pool.connection() as conn:
@@ -297,3 +361,8 @@ class PostgresJobQueue(JobQueue):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """Whether an error means the connection died (not, say, a lock timeout)."""
+    return exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))

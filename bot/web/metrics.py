@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from flask import Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -11,6 +13,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+if TYPE_CHECKING:
+    from bot.gateways.rate_budget import RateWindow
 
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -26,7 +31,9 @@ class Metrics:
     - jobs{kind, outcome}: outcome done|retry|failed
     - job_duration{kind}
     - github_calls{operation, status}: status is the HTTP status code or "error"
-    - github_rate_remaining: last X-RateLimit-Remaining seen
+    - github_rate_remaining{installation}, github_rate_limit{installation},
+      github_rate_reset{installation}: the last rate-limit headers of each installation
+    - reconcile_held_back: reconcile runs skipped or stopped by the rate budget
     - renders{outcome}: ok|error|timeout
     - render_duration
     - render_cache{result}: hit|miss
@@ -68,7 +75,25 @@ class Metrics:
         )
         self.github_rate_remaining = Gauge(
             "gitops_bot_github_rate_limit_remaining",
-            "Last X-RateLimit-Remaining value GitHub returned",
+            "GitHub REST calls left in the installation's current window (X-RateLimit-Remaining)",
+            ["installation"],
+            registry=r,
+        )
+        self.github_rate_limit = Gauge(
+            "gitops_bot_github_rate_limit",
+            "Size of the installation's GitHub REST window (X-RateLimit-Limit)",
+            ["installation"],
+            registry=r,
+        )
+        self.github_rate_reset = Gauge(
+            "gitops_bot_github_rate_limit_reset_timestamp_seconds",
+            "When the installation's GitHub REST window refills (X-RateLimit-Reset)",
+            ["installation"],
+            registry=r,
+        )
+        self.reconcile_held_back = Counter(
+            "gitops_bot_reconcile_held_back",
+            "Reconcile runs skipped or cut short to keep within the installation's rate budget",
             registry=r,
         )
         self.renders = Counter(
@@ -90,6 +115,8 @@ class Metrics:
             registry=r,
         )
 
+        self._delivery_children: dict[tuple[str, str], Any] = {}
+        self._duration_children: dict[str, Any] = {}
         self.refusals = Counter(
             "gitops_bot_promotion_refusals",
             "Registry events not promoted (older than what an environment runs, a moved alias,"
@@ -97,6 +124,32 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+
+    def delivery(self, source: str, outcome: str) -> Any:
+        """The `deliveries` counter of one source and outcome (looked up once, then cached)."""
+        key = (source, outcome)
+        child = self._delivery_children.get(key)
+        if child is None:
+            child = self._delivery_children[key] = self.deliveries.labels(
+                source=source, outcome=outcome
+            )
+        return child
+
+    def duration(self, endpoint: str) -> Any:
+        """The `request_duration` histogram of one endpoint (looked up once, then cached)."""
+        child = self._duration_children.get(endpoint)
+        if child is None:
+            child = self._duration_children[endpoint] = self.request_duration.labels(
+                endpoint=endpoint
+            )
+        return child
+
+    def observe_rate_window(self, installation_id: int, window: RateWindow) -> None:
+        """Publish one installation's rate-limit window (the rate budget's listener)."""
+        label = str(installation_id)
+        self.github_rate_remaining.labels(installation=label).set(window.remaining)
+        self.github_rate_limit.labels(installation=label).set(window.limit)
+        self.github_rate_reset.labels(installation=label).set(window.reset)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

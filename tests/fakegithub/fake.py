@@ -75,6 +75,15 @@ def op(method: str, pattern: str) -> Callable[[Callable[..., Any]], Callable[...
     return register
 
 
+@dataclass
+class RateWindow:
+    """One installation's REST rate-limit window in the fake."""
+
+    limit: int
+    remaining: int
+    reset: int  # Unix seconds
+
+
 class HttpError(Exception):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -183,6 +192,8 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
         self._lock = threading.RLock()
         self._ids = itertools.count(100_001)
         self._served: list[Any] = []
+        # installation id -> its REST window, for installations given one with set_rate_limit
+        self.rate_windows: dict[int, RateWindow] = {}
         self._init_oauth()
 
     # ------------------------------------------------------------------------------------
@@ -263,6 +274,7 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
         )
         try:
             self._authorize(req, headers, route.pattern)
+            self._spend_rate(req)
             status, obj = _HANDLERS[(method, route.pattern)](self, req)
         except HttpError as e:
             status, obj = e.status, e.body
@@ -453,6 +465,40 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
             req.repo = self.repos.get(key)
             if req.repo is None:
                 raise HttpError(404, NOT_FOUND)
+
+    # -- per-installation rate limits --------------------------------------------------------
+
+    def set_rate_limit(
+        self, installation_id: int, remaining: int, *, limit: int = 5000, reset_in: int = 3600
+    ) -> None:
+        """From now on, requests with this installation's token count against a window of
+        `limit` calls with `remaining` left, refilled `reset_in` seconds from now; answers
+        carry its X-RateLimit-* headers, and once it is empty requests get GitHub's 403."""
+        with self._lock:
+            self.rate_windows[installation_id] = RateWindow(limit, remaining, now() + reset_in)
+
+    def _spend_rate(self, req: Req) -> None:
+        window = self.rate_windows.get(req.installation_id or -1)
+        if window is None:
+            return
+        if now() >= window.reset:
+            window.remaining, window.reset = window.limit, now() + 3600
+        exhausted = window.remaining <= 0
+        if not exhausted:
+            window.remaining -= 1
+        req.extra_headers.update(
+            {
+                "X-RateLimit-Limit": str(window.limit),
+                "X-RateLimit-Remaining": str(window.remaining),
+                "X-RateLimit-Reset": str(window.reset),
+                "X-RateLimit-Used": str(window.limit - window.remaining),
+                "X-RateLimit-Resource": "core",
+            }
+        )
+        if exhausted:
+            raise HttpError(
+                403, f"API rate limit exceeded for installation ID {req.installation_id}."
+            )
 
     def revoke_tokens(self) -> None:
         """Expire every issued installation token (the next request gets 401)."""
