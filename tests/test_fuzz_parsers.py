@@ -28,7 +28,13 @@ from bot.core.fieldpath import parse_field_path
 from bot.core.overlays import apply_edits, read_field
 from bot.gateways.queue import JobQueue
 from bot.settings import Secret, Settings
-from bot.web.app import create_app
+from bot.web.app import (
+    MAX_JSON_DEPTH,
+    create_app,
+    depth_problem,
+    json_problem,
+    strings_are_storable,
+)
 
 _COMMON: dict[str, Any] = {
     "deadline": 10_000,
@@ -203,3 +209,32 @@ def test_intake_answers_mutated_real_payloads_with_2xx_or_4xx(
         },
     )
     assert response.status_code < 500, (response.status_code, response.get_json())
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=8)
+    | st.sampled_from(["\ud800", "a\udfffb", "\x00", "\\u0000", "é"]),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@given(JSON_VALUES, st.integers(0, 80), st.booleans())
+def test_the_fast_json_check_at_intake_judges_every_body_as_the_full_scan_does(
+    value: Any, nesting: int, ascii_only: bool
+) -> None:
+    """Strings are scanned only when the bytes could hold NUL or half a surrogate pair, and
+    only containers are walked for the depth: the verdict stays that of `json_problem`."""
+    document = {"v": value}
+    for _ in range(nesting):
+        document = {"n": [document]}
+    body = json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    parsed = json.loads(body)
+    full = json_problem(parsed, MAX_JSON_DEPTH)
+    fast = depth_problem(parsed, MAX_JSON_DEPTH) if strings_are_storable(body) else full
+    assert fast == full

@@ -214,3 +214,22 @@ def test_a_web_process_killed_right_after_answering_lost_no_acknowledged_deliver
     missing = [d for d in answered if f"github:{d}" not in stored]
     assert len(answered) >= 150
     assert missing == []
+
+
+def test_a_pooled_postgres_connection_killed_since_its_last_use_costs_no_delivery() -> None:
+    """Connections in steady use are not pinged before each enqueue (a round trip per
+    delivery); one whose server process died meanwhile is replaced and the insert retried."""
+    import psycopg
+    from queue_helpers import PG_URL
+
+    with pg_schema() as schema:
+        queue = open_queue("postgresql", schema, pool_size=1)
+        assert queue.enqueue(NewJob("github:before", "github", "ping", None, {}))
+        with queue._pool.connection() as conn:  # type: ignore[attr-defined]
+            pid = conn.info.backend_pid
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert queue.enqueue(NewJob("github:after", "github", "ping", None, {}))
+        stored = {j["delivery_id"] for j in queue.recent(10)}
+        assert stored == {"github:before", "github:after"}
+        queue.close()

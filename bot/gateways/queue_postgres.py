@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import Connection, sql
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from bot.gateways.group_commit import GroupCommitter
 from bot.gateways.queue import (
@@ -106,6 +106,12 @@ _TAKE = (
     " RETURNING id, delivery_id, source, kind, repo, payload, attempts, lease_token"
 )
 
+_INSERT_ONE = (
+    "INSERT INTO {jobs} (delivery_id, source, kind, repo, payload)"
+    " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (delivery_id) DO NOTHING"
+    " RETURNING delivery_id"
+)
+
 # one statement for a whole batch; ids follow the arrays' order (the order of arrival)
 _INSERT_MANY = (
     "INSERT INTO {jobs} (delivery_id, source, kind, repo, payload)"
@@ -152,6 +158,8 @@ class PostgresJobQueue(JobQueue):
         self._last_checkout: weakref.WeakKeyDictionary[Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
+        self._insert_one = self._q(_INSERT_ONE)
+        self._insert_many = self._q(_INSERT_MANY)
         # concurrent enqueues of this process share one transaction (one WAL flush)
         self._committer: GroupCommitter[_Row, bool] = GroupCommitter(self._insert_batch)
 
@@ -230,13 +238,14 @@ class PostgresJobQueue(JobQueue):
         return outcomes
 
     def _insert_rows(self, rows: Sequence[_Row]) -> list[bool]:
+        # one row: scalar parameters (adapting arrays costs more than the row); more: arrays
+        params: Sequence[object]
+        if len(rows) == 1:
+            query, params = self._insert_one, rows[0]
+        else:
+            query, params = self._insert_many, tuple(list(c) for c in zip(*rows, strict=True))
         with self._pool.connection() as conn:  # autocommit: one statement, one transaction
-            stored = {
-                r[0]
-                for r in conn.execute(
-                    self._q(_INSERT_MANY), [list(column) for column in zip(*rows, strict=True)]
-                ).fetchall()
-            }
+            stored = {r[0] for r in conn.execute(query, params).fetchall()}
         outcomes = []
         for row in rows:  # a delivery id twice in one batch: the first one was stored
             outcomes.append(row[0] in stored)
@@ -364,5 +373,8 @@ class PostgresJobQueue(JobQueue):
 
 
 def _connection_lost(exc: psycopg.OperationalError) -> bool:
-    """Whether an error means the connection died (not, say, a lock timeout)."""
+    """Whether an error means a pooled connection died (not, say, a lock timeout, or no
+    connection to be had at all: retrying that would only double the wait)."""
+    if isinstance(exc, PoolTimeout):
+        return False
     return exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))

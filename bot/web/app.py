@@ -209,7 +209,7 @@ _FIXED_BODIES = {
 
 def json_body(body: dict[str, Any]) -> bytes:
     """The answer's JSON text, as Flask's `jsonify` writes it (the common ones prebuilt)."""
-    if len(body) == 1 and (fixed := _FIXED_BODIES.get(body.get("status"))) is not None:  # type: ignore[arg-type]
+    if len(body) == 1 and (fixed := _FIXED_BODIES.get(str(body.get("status")))) is not None:
         return fixed
     return (json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n").encode()
 
