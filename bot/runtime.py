@@ -95,6 +95,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         bot_login=settings.bot_login,
         app_slug=slug,
         on_refused=lambda kind: metrics.refusals.labels(kind=kind).inc(),
+        argocd_url=settings.argocd_url,
     )
     return Runtime(settings=settings, queue=queue, services=services, metrics=metrics)
 

@@ -45,6 +45,9 @@ class Settings:
     mlflow_tracking_uri: str = ""
     mlflow_artifacts_destination: str = ""  # the server's --artifacts-destination
     mlflow_target_repos: tuple[str, ...] = ()
+    argocd_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    argocd_target_repos: tuple[str, ...] = ()  # default: mlflow_target_repos
+    argocd_url: str = ""  # Argo CD's web UI, for deployment status links
     database_url: str = "sqlite:///gitops-bot.db"
     kustomize_bin: str | None = None
     render_network_isolation: str = "required"  # or "off": see bot.gateways.kustomize
@@ -187,14 +190,28 @@ def _listen(env: Mapping[str, str], name: str, default: str) -> tuple[str, int] 
     return host, int(port)
 
 
+def _repos(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    repos = tuple(r.strip() for r in env.get(name, "").split(",") if r.strip())
+    for repo in repos:
+        if repo.count("/") != 1:
+            raise SettingsError(f"{name}: '{repo}' is not owner/name")
+    return repos
+
+
+def _web_url(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "").strip().rstrip("/")
+    if raw:
+        split = urlsplit(raw)
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise SettingsError(f"{name} must be an http(s) URL such as https://argocd.example.com")
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (or the given mapping, for tests)."""
     env = os.environ if env is None else env
     slug = env.get("GITHUB_APP_SLUG", "").strip()
-    repos = tuple(r.strip() for r in env.get("MLFLOW_TARGET_REPOS", "").split(",") if r.strip())
-    for repo in repos:
-        if repo.count("/") != 1:
-            raise SettingsError(f"MLFLOW_TARGET_REPOS: '{repo}' is not owner/name")
+    repos = _repos(env, "MLFLOW_TARGET_REPOS")
     api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     return Settings(
         github_app_id=env.get("GITHUB_APP_ID", "").strip(),
@@ -208,6 +225,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", "").rstrip("/"),
         mlflow_artifacts_destination=env.get("MLFLOW_ARTIFACTS_DESTINATION", "").strip(),
         mlflow_target_repos=repos,
+        argocd_webhook_secret=Secret(env.get("ARGOCD_WEBHOOK_SECRET", "").strip()),
+        argocd_target_repos=_repos(env, "ARGOCD_TARGET_REPOS") or repos,
+        argocd_url=_web_url(env, "ARGOCD_URL"),
         database_url=env.get("DATABASE_URL", "sqlite:///gitops-bot.db"),
         kustomize_bin=env.get("KUSTOMIZE_BIN") or None,
         render_network_isolation=_choice(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -45,6 +46,8 @@ class Services:
     on_refused: Callable[[str], None] | None = None
     bot_login: str | None = None
     app_slug: str | None = None
+    clock: Callable[[], float] = time.time
+    argocd_url: str = ""
 
 
 def registry_event(event: Any) -> tuple[RegistryEvent, str, str] | None:
@@ -82,6 +85,8 @@ def job_deps(services: Services, client: Any) -> Deps:
         mlflow=services.mlflow,
         bot_login=services.bot_login,
         on_refused=services.on_refused,
+        clock=services.clock,
+        argocd_url=services.argocd_url,
     )
 
 
@@ -177,6 +182,7 @@ def _pull_request(deps: Deps, event: PullRequestEvent) -> None:
     if event.action == "closed":
         promotion = promotion_of(deps, repo, event) if event.merged else None
         if promotion is not None:  # a human clicked "Merge" on a promotion PR
+            _gate(deps, repo, [number])  # merged: its deployment and comment, once
             _on_merged(deps, repo)(promotion.meta, number)
         return
     if event.action not in RENDER_ACTIONS:

@@ -22,6 +22,7 @@ from bot.core.templating import render_template
 from bot.core.types import Config, Environment
 from bot.gateways.github import BaseModifiedError, MergeConflictError, MergeNotAllowedError
 from bot.gateways.records import PromotionRecord
+from bot.jobs.deployments import MERGED_MARKER, announce, ensure_deployment
 from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.pr_diff import render_pull_request
 from bot.jobs.replies import upsert_reply
@@ -29,7 +30,6 @@ from bot.jobs.replies import upsert_reply
 log = logging.getLogger(__name__)
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-MERGED_MARKER = "<!-- gitops-bot:merged -->"
 MERGE_BLOCKED_MARKER = "<!-- gitops-bot:merge-blocked -->"
 MERGE_REFUSED = "merge-refused"  # a record flag: the merge-blocked comment exists
 
@@ -190,7 +190,7 @@ def evaluate_pr(
                 environment = config.environment(promotion.environment)
                 if environment is not None:
                     sha = pr.merge_commit_sha or ""
-                    announce_merge(client, repo, number, promotion.meta, environment, config, sha)
+                    announce_merge(deps, repo, number, promotion.meta, environment, config, sha)
             return GateResult(
                 number, None, merged_sha=pr.merge_commit_sha or "", message="already merged"
             )
@@ -282,7 +282,7 @@ def evaluate_pr(
             environment = config.environment(promotion.environment)
             assert environment is not None  # checked above
             announce_merge(
-                client, repo, number, promotion.meta, environment, config, sha, decision.approvers
+                deps, repo, number, promotion.meta, environment, config, sha, decision.approvers
             )
             if deps.on_merged is not None:
                 deps.on_merged(promotion.meta, number)
@@ -327,7 +327,7 @@ def _has_comment(client: Any, repo: str, number: int, marker: str) -> bool:
 
 
 def announce_merge(
-    client: Any,
+    deps: Deps,
     repo: str,
     number: int,
     meta: Mapping[str, object],
@@ -336,21 +336,15 @@ def announce_merge(
     sha: str,
     approvers: tuple[str, ...] = (),
 ) -> None:
-    """The "Deployed" comment: what went where, and what may follow."""
-    upsert_reply(
-        client,
-        repo,
-        number,
-        MERGED_MARKER,
-        "merged.md.j2",
-        meta=meta,
-        environment=environment,
-        merge_sha=sha,
+    """After a promotion merged: its GitHub deployment (once), then the "Merged" comment."""
+    record = None
+    if sha:
+        record = ensure_deployment(deps, repo, environment, sha, number, meta, approvers)
+        approvers = approvers or record.approvers
+    announce(
+        deps, repo, record, environment, config, number=number, meta=meta, sha=sha,
         approvers=approvers,
-        next_environments=[
-            e.name for e in config.environments if e.promote_from == environment.name
-        ],
-    )
+    )  # fmt: skip
 
 
 def find_open_prs_for_sha(client: Any, repo: str, sha: str) -> list[int]:
