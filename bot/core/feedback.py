@@ -62,6 +62,9 @@ class ArgoNotification:
         return bool(_REVISION.fullmatch(self.revision))
 
 
+NO_VALUE = "<no value>"  # what a Go template prints for a missing map key
+
+
 def _field(payload: Mapping[str, Any], key: str, *, required: bool = True) -> str:
     value = payload.get(key)
     if value is None and not required:
@@ -69,7 +72,7 @@ def _field(payload: Mapping[str, Any], key: str, *, required: bool = True) -> st
     if not isinstance(value, str):
         what = "missing" if key not in payload else "expected a string"
         raise PayloadError(f"{key}: {what}")
-    return value
+    return "" if value == NO_VALUE else value
 
 
 def parse_argocd(payload: Mapping[str, Any]) -> ArgoNotification:

@@ -21,10 +21,12 @@ from bot.core.events import (
     TagSet,
     event_from_payload,
 )
+from bot.core.feedback import ArgoNotification, parse_argocd
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Config
 from bot.jobs.chain import promote_next
 from bot.jobs.chatops import CommentContext, handle_comment
+from bot.jobs.deployments import handle_argocd
 from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.merge_gate import evaluate_pr, find_open_prs_for_sha
 from bot.jobs.reconcile import reconcile_repo
@@ -126,6 +128,14 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
         if repo:
             deps = job_deps(services, _client(services, repo, None))
             reconcile_repo(replace(deps, on_merged=_on_merged(deps, repo)), repo)
+        return
+    if kind == ArgoNotification.KIND:
+        if not repo:
+            raise ValueError("Argo CD job without a target repository")
+        deps = job_deps(services, _client(services, repo, None))
+        state = load_repo_state(deps.client, repo)
+        outcome = handle_argocd(deps, repo, state.config, parse_argocd(payload))
+        log.info("%s: Argo CD notification %s", repo, outcome)
         return
     event = event_from_payload(payload)
     registry = registry_event(event)

@@ -185,11 +185,17 @@ def evaluate_pr(
         if callable(config):
             config = config()
         if pr.merged:
-            if promotion is not None and not _has_comment(client, repo, number, MERGED_MARKER):
-                # the merge landed but the job died before saying so: say it now, once
-                environment = config.environment(promotion.environment)
-                if environment is not None:
-                    sha = pr.merge_commit_sha or ""
+            environment = (
+                config.environment(promotion.environment) if promotion is not None else None
+            )
+            sha = pr.merge_commit_sha or ""
+            if promotion is not None and environment is not None:
+                # the merge landed but the job died before its deployment and comment were
+                # done: finish them now, once (a merge older than deployments has a comment
+                # and no record: left alone)
+                record = deps.records.deployment(repo, environment.name, sha) if sha else None
+                unfinished = record is not None and not (record.deployment_id and record.state)
+                if unfinished or not _has_comment(client, repo, number, MERGED_MARKER):
                     announce_merge(deps, repo, number, promotion.meta, environment, config, sha)
             return GateResult(
                 number, None, merged_sha=pr.merge_commit_sha or "", message="already merged"
