@@ -179,13 +179,15 @@ def start_reconcile_timer(runtime: Runtime, stop: threading.Event) -> threading.
     from bot.gateways.queue import NewJob
 
     interval = runtime.settings.reconcile_interval_s
-    if interval <= 0 or not runtime.settings.mlflow_target_repos:
+    settings = runtime.settings
+    repos = list(dict.fromkeys((*settings.mlflow_target_repos, *settings.argocd_target_repos)))
+    if interval <= 0 or not repos:
         return None
 
     def loop() -> None:
         while not stop.wait(interval):
             bucket = int(time.time() // interval)
-            for repo in runtime.settings.mlflow_target_repos:
+            for repo in repos:
                 job = NewJob(f"reconcile:{repo}:{bucket}", "internal", "reconcile", repo, {})
                 try:
                     runtime.queue.enqueue(job)

@@ -25,6 +25,7 @@ from bot.jobs.publish import list_env_prs, publish_on_default_branch
 from bot.jobs.registry import (
     RegistryFacts,
     check_promote_from,
+    check_soak,
     refuse_backwards,
     resolve_source,
 )
@@ -237,6 +238,7 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
             source_note=note,
         )
     check_promote_from(state, model, env, request.version)
+    check_soak(deps, ctx.repo, state.config, model, env, request.version)
     if cmd.model is None:
         open_prs = _refuse_downgrade(deps, ctx, state, model, env, request.version, cmd)
     refusal = unservable(env, model, request.source_uri)

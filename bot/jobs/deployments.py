@@ -12,6 +12,7 @@ from bot.core.feedback import (
     ArgoNotification,
     EnvironmentHealth,
     deployment_state,
+    format_duration,
     health_state,
     is_stale,
     next_health,
@@ -156,6 +157,11 @@ def announce(
         next_environments=[
             e.name for e in config.environments if e.promote_from == environment.name
         ],
+        soak_times={
+            e.name: format_duration(e.healthy_for_s)
+            for e in config.environments
+            if e.promote_from == environment.name and e.healthy_for_s > 0
+        },
     )
 
 

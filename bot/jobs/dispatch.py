@@ -24,7 +24,7 @@ from bot.core.events import (
 from bot.core.feedback import ArgoNotification, parse_argocd
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Config
-from bot.jobs.chain import promote_next
+from bot.jobs.chain import promote_next, promote_soaked
 from bot.jobs.chatops import CommentContext, handle_comment
 from bot.jobs.deployments import handle_argocd
 from bot.jobs.deps import Deps, promotion_of
@@ -136,6 +136,9 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
         state = load_repo_state(deps.client, repo)
         outcome = handle_argocd(deps, repo, state.config, parse_argocd(payload))
         log.info("%s: Argo CD notification %s", repo, outcome)
+        if outcome == "recorded":  # a soak time may be over already (a late report)
+            chained = replace(deps, on_merged=_on_merged(deps, repo, [state.config]))
+            promote_soaked(chained, repo, state.config, lambda: state)
         return
     event = event_from_payload(payload)
     registry = registry_event(event)

@@ -10,6 +10,7 @@ from bot.core.errors import BotError, PlanError, TransientError
 from bot.core.ordering import downgrade
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Environment, Model, Trigger
+from bot.jobs.chain import promote_soaked
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
 from bot.jobs.publish import list_env_prs
@@ -37,6 +38,8 @@ def reconcile_repo(deps: Deps, repo: str) -> dict[str, int]:
         result = evaluate_pr(deps, repo, pr.number, state.config)
         stats["evaluated"] += 1
         stats["merged"] += bool(result.merged_sha)
+    # soak times end without any event: open what `auto_promote` waited for
+    stats["soaked_prs"] = len(promote_soaked(deps, repo, state.config, lambda: state))
     if deps.mlflow is None:
         return stats
     for trigger in state.config.triggers:
