@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -36,6 +37,19 @@ def configure_logging(level: str) -> None:
     # PyGithub and urllib3 log request/response bodies (installation tokens) at DEBUG.
     for noisy in ("github", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.INFO)
+    # the access log prints request lines: Flagger's token travels in its webhook URL
+    logging.getLogger("werkzeug").addFilter(redact_url_tokens)
+
+
+_URL_TOKEN = re.compile(r"([?&]token=)[^&\s\"']*")
+
+
+def redact_url_tokens(record: logging.LogRecord) -> bool:
+    """Logging filter: `?token=<secret>` in a record's message becomes `?token=***`."""
+    message = record.getMessage()
+    if "token=" in message:
+        record.msg, record.args = _URL_TOKEN.sub(r"\1***", message), None
+    return True
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:

@@ -48,6 +48,7 @@ class Settings:
     argocd_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     argocd_target_repos: tuple[str, ...] = ()  # default: mlflow_target_repos
     argocd_url: str = ""  # Argo CD's web UI, for deployment status links
+    flagger_webhook_token: Secret = field(default_factory=lambda: Secret(""))
     database_url: str = "sqlite:///gitops-bot.db"
     kustomize_bin: str | None = None
     render_network_isolation: str = "required"  # or "off": see bot.gateways.kustomize
@@ -228,6 +229,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         argocd_webhook_secret=Secret(env.get("ARGOCD_WEBHOOK_SECRET", "").strip()),
         argocd_target_repos=_repos(env, "ARGOCD_TARGET_REPOS") or repos,
         argocd_url=_web_url(env, "ARGOCD_URL"),
+        flagger_webhook_token=Secret(env.get("FLAGGER_WEBHOOK_TOKEN", "").strip()),
         database_url=env.get("DATABASE_URL", "sqlite:///gitops-bot.db"),
         kustomize_bin=env.get("KUSTOMIZE_BIN") or None,
         render_network_isolation=_choice(

@@ -20,6 +20,7 @@ GITHUB_SECRET = "gh-webhook-secret-for-tests"
 MLFLOW_SECRET = "mlflow-webhook-secret-for-tests"
 METRICS_TOKEN = "metrics-token-for-tests"
 ARGOCD_SECRET = "argocd-webhook-secret-for-tests"
+FLAGGER_TOKEN = "flagger-webhook-token-for-tests"
 
 
 class Clock:
@@ -93,6 +94,7 @@ class BotHarness:
                 "GITHUB_API_URL": fake.api_url,
                 "METRICS_TOKEN": METRICS_TOKEN,
                 "ARGOCD_WEBHOOK_SECRET": ARGOCD_SECRET,
+                "FLAGGER_WEBHOOK_TOKEN": FLAGGER_TOKEN,
                 **env,
             }
         )
@@ -106,6 +108,12 @@ class BotHarness:
         self.worker = Worker(self.queue, job_handler(self.runtime), lease_seconds=30)
         self.clock = Clock()
         self.runtime.services.clock = self.clock  # soak times and deployment ages
+
+    def deliver_flagger(self, payload: dict, token: str | None = FLAGGER_TOKEN) -> Any:
+        """POST a Flagger event webhook body (tests/flagger_fixtures.py builds them)."""
+        url = "/webhooks/flagger" + (f"?token={token}" if token is not None else "")
+        body = json.dumps(payload).encode()
+        return self.client.post(url, data=body, headers={"Content-Type": "application/json"})
 
     def deliver_argocd(self, body: bytes, secret: str = ARGOCD_SECRET) -> Any:
         """POST an Argo CD Notifications body (tests/argocd_fixtures.py renders them)."""

@@ -644,3 +644,31 @@ def test_one_argo_cd_application_syncs_one_environment() -> None:
         "environments[1].argocd.application: application 'fraud-staging' already syncs "
         "environment 'staging'"
     ]
+
+
+def test_a_flagger_canary_and_its_failure_policy_are_read() -> None:
+    text = HEAD.replace(
+        "    auto_merge: true\n",
+        "    auto_merge: true\n"
+        "    flagger: {canary: fraud-detector, namespace: fraud-staging}\n"
+        "    on_canary_failure: rollback\n",
+    )
+    config = load_config(text + MODELS)
+    staging = config.environment("staging")
+    assert staging is not None
+    assert staging.flagger_canary == ("fraud-staging", "fraud-detector")
+    assert staging.on_canary_failure == "rollback"
+    assert config.environment_of_canary("fraud-staging", "fraud-detector") == staging
+    assert config.environment_of_canary("fraud-detection", "fraud-detector") is None
+    production = config.environment("production")
+    assert production is not None and production.on_canary_failure == "none"
+
+
+def test_rolling_back_on_canary_failure_needs_a_canary() -> None:
+    text = HEAD.replace(
+        "    auto_merge: true\n", "    auto_merge: true\n    on_canary_failure: rollback\n"
+    )
+    assert [i.message for i in _issues(text + MODELS)] == [
+        "environments[0].on_canary_failure: needs flagger (the canary whose failure triggers "
+        "the rollback)"
+    ]

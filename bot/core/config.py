@@ -534,6 +534,25 @@ def _check_argocd(check: _Checker, environments: list[tuple[int, dict[str, Any]]
             )
         else:
             first[application] = name
+    canaries: dict[tuple[str, str], str] = {}
+    for i, env in environments:
+        flagger = env.get("flagger")
+        if not isinstance(flagger, dict):
+            continue
+        key = (str(flagger.get("namespace")), str(flagger.get("canary")))
+        name = _str(env, "name") or f"environments[{i}]"
+        if key in canaries:
+            check.add(
+                ["environments", i, "flagger"],
+                f"canary {key[0]}/{key[1]} already rolls out environment {canaries[key]!r}",
+            )
+        canaries.setdefault(key, name)
+    for i, env in environments:
+        if env.get("on_canary_failure") == "rollback" and not isinstance(env.get("flagger"), dict):
+            check.add(
+                ["environments", i, "on_canary_failure"],
+                "needs flagger (the canary whose failure triggers the rollback)",
+            )
     synced = {_str(env, "name") for _, env in environments if isinstance(env.get("argocd"), dict)}
     for i, env in environments:
         promote_from = env.get("promote_from")
@@ -783,6 +802,10 @@ def _build_environment(env: dict[str, Any]) -> Environment:
         ),
         production=env.get("production", False),
         argocd_application=(env.get("argocd") or {}).get("application"),
+        flagger_canary=(
+            (env["flagger"]["namespace"], env["flagger"]["canary"]) if "flagger" in env else None
+        ),
+        on_canary_failure=cast(Literal["none", "rollback"], env.get("on_canary_failure", "none")),
         auto_promote=env.get("auto_promote", False),
         approvals=Approvals(
             required=approvals.get("required", 0),

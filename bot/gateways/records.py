@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.core.canary import CanaryEvent
 from bot.core.feedback import EnvironmentHealth
 
 # Portable DDL: SQLite accepts these types through its affinity rules.
@@ -73,6 +74,7 @@ RECORDS_DDL = (
     state TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL,
+    rollback_number BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (repo, environment, sha))""",
     # what Argo CD last said about each environment
     """CREATE TABLE IF NOT EXISTS {environment_health} (
@@ -89,6 +91,19 @@ RECORDS_DDL = (
     healthy_since DOUBLE PRECISION,
     observed_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (repo, environment))""",
+    # the phases Flagger reported for the canary of each deployment
+    """CREATE TABLE IF NOT EXISTS {canary_events} (
+    repo TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    phase TEXT NOT NULL,
+    name TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    message TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    PRIMARY KEY (repo, environment, sha, at_ms, phase))""",
 )
 RECORD_TABLES = (
     "promotion_prs",
@@ -99,6 +114,7 @@ RECORD_TABLES = (
     "refusals",
     "deployments",
     "environment_health",
+    "canary_events",
 )
 
 
@@ -170,6 +186,7 @@ class DeploymentRecord:
     approvers: tuple[str, ...]
     state: str  # the last status the bot gave it ("" before the first)
     created_at: float
+    rollback_number: int = 0  # the PR that rolls it back after its canary failed
 
     @property
     def model(self) -> str:
@@ -430,11 +447,18 @@ class PromotionRecords:
             },
         )
 
+    def set_rollback(self, repo: str, environment: str, sha: str, number: int) -> None:
+        self.db.run_sql(
+            "UPDATE {deployments} SET rollback_number = %(number)s WHERE repo = %(repo)s"
+            " AND environment = %(env)s AND sha = %(sha)s",
+            {"repo": _key(repo), "env": environment, "sha": sha, "number": int(number)},
+        )
+
     def deployment(self, repo: str, environment: str, sha: str) -> DeploymentRecord | None:
         rows = self.db.run_sql(
-            "SELECT environment, sha, deployment_id, number, meta, approvers, state, created_at"
-            " FROM {deployments} WHERE repo = %(repo)s AND environment = %(env)s"
-            " AND sha = %(sha)s",
+            "SELECT environment, sha, deployment_id, number, meta, approvers, state, created_at,"
+            " rollback_number FROM {deployments} WHERE repo = %(repo)s"
+            " AND environment = %(env)s AND sha = %(sha)s",
             {"repo": _key(repo), "env": environment, "sha": sha},
         )
         return _deployment(repo, rows[0]) if rows else None
@@ -442,9 +466,10 @@ class PromotionRecords:
     def deployments(self, repo: str, environment: str, limit: int = 20) -> list[DeploymentRecord]:
         """The environment's deployments, newest first."""
         rows = self.db.run_sql(
-            "SELECT environment, sha, deployment_id, number, meta, approvers, state, created_at"
-            " FROM {deployments} WHERE repo = %(repo)s AND environment = %(env)s"
-            " ORDER BY created_at DESC, deployment_id DESC LIMIT %(limit)s",
+            "SELECT environment, sha, deployment_id, number, meta, approvers, state, created_at,"
+            " rollback_number FROM {deployments} WHERE repo = %(repo)s"
+            " AND environment = %(env)s ORDER BY created_at DESC, deployment_id DESC"
+            " LIMIT %(limit)s",
             {"repo": _key(repo), "env": environment, "limit": int(limit)},
         )
         return [_deployment(repo, row) for row in rows]
@@ -504,6 +529,65 @@ class PromotionRecords:
             },
         )
 
+    # -- Flagger's canary phases -----------------------------------------------------------
+
+    def add_canary_event(self, repo: str, environment: str, sha: str, event: CanaryEvent) -> bool:
+        """Remember one event for the deployment of `sha`; False when it was known already."""
+        rows = self.db.run_sql(
+            "INSERT INTO {canary_events} (repo, environment, sha, at_ms, phase, name, namespace,"
+            " checksum, message, event_type) VALUES (%(repo)s, %(env)s, %(sha)s, %(at)s,"
+            " %(phase)s, %(name)s, %(namespace)s, %(checksum)s, %(message)s, %(type)s)"
+            " ON CONFLICT (repo, environment, sha, at_ms, phase) DO NOTHING"
+            " RETURNING 1 AS inserted",
+            {
+                "repo": _key(repo),
+                "env": environment,
+                "sha": sha,
+                "at": int(event.timestamp_ms),
+                "phase": event.phase,
+                "name": event.name,
+                "namespace": event.namespace,
+                "checksum": event.checksum,
+                "message": event.message,
+                "type": event.event_type,
+            },
+        )
+        return bool(rows)
+
+    def canary_sha(self, repo: str, environment: str, checksum: str) -> str | None:
+        """The deployment whose canary events carried `checksum` (Flagger's hash of the
+        canary's spec: one per rollout), None when no event did."""
+        rows = self.db.run_sql(
+            "SELECT sha FROM {canary_events} WHERE repo = %(repo)s AND environment = %(env)s"
+            " AND checksum = %(checksum)s ORDER BY at_ms DESC LIMIT 1",
+            {"repo": _key(repo), "env": environment, "checksum": checksum},
+        )
+        return str(rows[0]["sha"]) if rows else None
+
+    def canary_events(
+        self, repo: str, environment: str, sha: str, limit: int = 100
+    ) -> list[CanaryEvent]:
+        """The deployment's canary events, oldest first (the newest `limit`)."""
+        rows = self.db.run_sql(
+            "SELECT at_ms, phase, name, namespace, checksum, message, event_type"
+            " FROM {canary_events} WHERE repo = %(repo)s AND environment = %(env)s"
+            " AND sha = %(sha)s ORDER BY at_ms DESC LIMIT %(limit)s",
+            {"repo": _key(repo), "env": environment, "sha": sha, "limit": int(limit)},
+        )
+        events = [
+            CanaryEvent(
+                name=str(r["name"]),
+                namespace=str(r["namespace"]),
+                phase=str(r["phase"]),
+                checksum=str(r["checksum"]),
+                message=str(r["message"]),
+                event_type=str(r["event_type"]),
+                timestamp_ms=int(r["at_ms"]),
+            )
+            for r in rows
+        ]
+        return sorted(events, key=lambda e: e.timestamp_ms)
+
 
 def _deployment(repo: str, row: Mapping[str, Any]) -> DeploymentRecord:
     return DeploymentRecord(
@@ -516,4 +600,5 @@ def _deployment(repo: str, row: Mapping[str, Any]) -> DeploymentRecord:
         approvers=tuple(str(a) for a in json.loads(row["approvers"])),
         state=str(row["state"]),
         created_at=float(row["created_at"]),
+        rollback_number=int(row["rollback_number"]),
     )

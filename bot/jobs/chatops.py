@@ -338,7 +338,7 @@ def _rollback(
     if cmd.version is not None:
         _check_version(model, cmd.version)
     current = read_deployed(state.snapshot, model, env)
-    version, source = _version_from_history(deps, state, model, env, current.version, cmd.version)
+    version, source = version_from_history(deps, state, model, env, current.version, cmd.version)
     request = PromotionRequest(
         model=model.name,
         version=version,
@@ -367,7 +367,7 @@ def _rollback_model(deps: Deps, ctx: CommentContext, state: RepoState) -> Model:
     )
 
 
-def _version_from_history(
+def version_from_history(
     deps: Deps,
     state: RepoState,
     model: Model,

@@ -200,6 +200,13 @@ def handle_argocd(deps: Deps, repo: str, config: Config, note: ArgoNotification)
         )  # fmt: skip
         return "recorded"
     state = deployment_state(note)
+    if environment.flagger_canary is not None:
+        # a canary decides when the rollout succeeded: Argo CD's sync only starts it, and
+        # the canary's verdict stands unless Argo CD sees the environment fail after it
+        if state == "success":
+            state = "in_progress"
+        if record.state in ("success", "failure") and state != "failure":
+            state = record.state
     if record.deployment_id and state != record.state and record.state != "inactive":
         _set_state(deps, repo, environment, record, state, health)
         record = _with(record, state=state)

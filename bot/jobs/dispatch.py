@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bot.core.canary import CanaryEvent, parse_flagger
 from bot.core.events import (
     AliasCreated,
     CheckEvent,
@@ -24,6 +25,7 @@ from bot.core.events import (
 from bot.core.feedback import ArgoNotification, parse_argocd
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Config
+from bot.jobs.canary import handle_flagger
 from bot.jobs.chain import promote_next, promote_soaked
 from bot.jobs.chatops import CommentContext, handle_comment
 from bot.jobs.deployments import handle_argocd
@@ -139,6 +141,15 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
         if outcome == "recorded":  # a soak time may be over already (a late report)
             chained = replace(deps, on_merged=_on_merged(deps, repo, [state.config]))
             promote_soaked(chained, repo, state.config, lambda: state)
+        return
+    if kind == CanaryEvent.KIND:
+        if not repo:
+            raise ValueError("Flagger job without a target repository")
+        deps = job_deps(services, _client(services, repo, None))
+        state = load_repo_state(deps.client, repo)
+        chained = replace(deps, on_merged=_on_merged(deps, repo, [state.config]))
+        outcome = handle_flagger(chained, repo, state.config, parse_flagger(payload), lambda: state)
+        log.info("%s: Flagger event %s", repo, outcome)
         return
     event = event_from_payload(payload)
     registry = registry_event(event)

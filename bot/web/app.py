@@ -15,6 +15,7 @@ from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from bot.core.canary import parse_flagger
 from bot.core.events import (
     Ignored,
     PayloadError,
@@ -70,6 +71,8 @@ class WebSettings(Protocol):
     def argocd_webhook_secret(self) -> object: ...
     @property
     def argocd_target_repos(self) -> tuple[str, ...]: ...
+    @property
+    def flagger_webhook_token(self) -> object: ...
 
 
 class Rejected(Exception):
@@ -219,6 +222,7 @@ def create_app(
     metrics_token = secret_bytes(settings.metrics_token)
     argocd_secret = secret_bytes(getattr(settings, "argocd_webhook_secret", None))
     argocd_repos = tuple(getattr(settings, "argocd_target_repos", ()) or target_repos)
+    flagger_token = secret_bytes(getattr(settings, "flagger_webhook_token", None))
 
     app = Flask(__name__)
     # one byte more than we accept: Werkzeug cuts a chunked body at this limit without a
@@ -416,6 +420,61 @@ def create_app(
             return respond("argocd", "duplicate", 200, {"status": "duplicate"})
         log.info("queued argocd notification %s for %d repos", g.delivery, queued)
         return respond("argocd", "queued", 202, {"status": "queued", "jobs": queued})
+
+    # ------------------------------------------------------------------ Flagger
+
+    def flagger() -> Response:
+        if not flagger_token:
+            _reject(
+                503,
+                "flagger webhooks are not enabled: FLAGGER_WEBHOOK_TOKEN is not configured",
+                "rejected_unconfigured",
+            )
+        body = _read_body(max_body)
+        # Flagger sends no headers of its own: the token travels in the webhook URL
+        supplied = request.args.get("token", "").encode("utf-8", "replace")
+        if not supplied:
+            _reject(
+                401,
+                "missing token (point Flagger's event webhook at "
+                "/webhooks/flagger?token=<FLAGGER_WEBHOOK_TOKEN>)",
+                "rejected_signature",
+            )
+        if not hmac.compare_digest(supplied, flagger_token):
+            _reject(401, "token is not the configured FLAGGER_WEBHOOK_TOKEN", "rejected_signature")
+        payload = _json_object(body)
+        try:
+            event = parse_flagger(payload)
+        except PayloadError as exc:
+            _reject(400, f"malformed flagger payload: {exc}", "rejected_payload")
+        if not argocd_repos:
+            _reject(
+                503,
+                "no target repository configured for Flagger events "
+                "(ARGOCD_TARGET_REPOS or MLFLOW_TARGET_REPOS)",
+                "rejected_unconfigured",
+            )
+        digest = hashlib.sha256(body).hexdigest()[:32]  # the body carries Flagger's timestamp
+        g.delivery = f"flagger:{digest[:16]}"
+        queued = 0
+        for repo in argocd_repos:
+            queued += enqueue(
+                NewJob(
+                    delivery_id=f"flagger:{digest}:{repo}",
+                    source="flagger",
+                    kind=event.KIND,
+                    repo=repo,
+                    payload=event.to_payload(),
+                )
+            )
+        if not queued:
+            return respond("flagger", "duplicate", 200, {"status": "duplicate"})
+        log.info("queued flagger event %s for %d repos", g.delivery, queued)
+        return respond("flagger", "queued", 202, {"status": "queued", "jobs": queued})
+
+    @app.post("/webhooks/flagger")
+    def flagger_webhook() -> Response:
+        return guarded("flagger", flagger)
 
     @app.post("/webhooks/argocd")
     def argocd_webhook() -> Response:
