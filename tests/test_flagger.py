@@ -21,6 +21,7 @@ from flagger_fixtures import (
     event,
 )
 
+from bot.core.config import load_config_bytes
 from bot.core.report import parse_meta
 from bot.jobs.canary import CANARY_MARKER
 from bot.jobs.deployments import MERGED_MARKER
@@ -317,3 +318,32 @@ def test_the_access_log_never_shows_flaggers_token():
     assert (
         record.getMessage() == '127.0.0.1 - - "POST /webhooks/flagger?token=***&x=1 HTTP/1.1" 202'
     )
+
+
+def test_the_operator_data_shows_revision_health_canary_phase_and_deployment_age(
+    staged, fake_github
+):
+    from bot.web.operator import live_overview
+
+    bot, repo, pr = staged
+    sha = pr["merge_commit_sha"]
+    assert (
+        bot.deliver_argocd(
+            notification_body(application("fraud-detection-staging", sha))
+        ).status_code
+        == 202
+    )
+    bot.drain()
+    _flag(bot, PROGRESSING, T0)
+    records = bot.runtime.services.records
+    config = load_config_bytes(fake_github.file_at(repo, "main", ".gitops-bot.yaml"))
+    config_env = config.environment("staging")
+    live = live_overview(records, repo, config_env, bot.clock.now + 3 * 3600 + 600)
+    assert live is not None
+    assert (live.revision, live.ours, live.sync_status, live.health_status) == (
+        sha[:12], True, "Synced", "Healthy",
+    )  # fmt: skip
+    assert live.healthy_for == "3h 10m" and live.deployment_age == "3h 10m"
+    assert (live.deployment_state, live.deployment_version, live.canary_phase) == (
+        "in_progress", "8", "Progressing",
+    )  # fmt: skip
