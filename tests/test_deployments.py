@@ -147,3 +147,18 @@ def test_a_human_merge_of_a_promotion_pr_creates_its_deployment(fake_github, tmp
     assert deployment["sha"] == sha and deployment["environment"] == "staging"
     bodies = [c["body"] for c in fake_github.comments(repo, pr["number"])]
     assert sum(MERGED_MARKER in b for b in bodies) == 1
+
+
+def test_without_the_deployments_permission_the_merge_is_still_announced(
+    bot, fake_github, gitops_repo
+):
+    # an installation that has not accepted the new `deployments: write` permission yet
+    fake_github.fail_next(
+        "POST", r"/deployments$", status=403, count=10,
+        body={"message": "Resource not accessible by integration"},
+    )  # fmt: skip
+    pr = _promote(bot)
+    assert bot.failed_jobs() == []
+    assert fake_github.deployments(gitops_repo) == []
+    bodies = [c["body"] for c in fake_github.comments(gitops_repo, pr["number"])]
+    assert sum(MERGED_MARKER in b and "### 🔀 Merged" in b for b in bodies) == 1

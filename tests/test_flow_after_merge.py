@@ -204,3 +204,18 @@ def test_a_late_healthy_report_past_the_soak_opens_the_pr_at_once(fake_github, t
     bot.drain()
     assert bot.failed_jobs() == []
     assert _production_pr(fake_github, repo) is not None
+
+
+def test_a_production_pr_someone_closed_is_not_reopened_by_the_soak(fake_github, tmp_path):
+    repo = _repo(fake_github, "acme/closed", auto_promote=True)
+    bot = BotHarness(fake_github, tmp_path, (repo,))
+    staging = _staging_merged(bot, fake_github, repo)
+    _argocd_healthy(bot, staging["merge_commit_sha"])
+    bot.clock.advance(31 * 60)
+    _reconcile(bot, repo, "1")
+    production = _production_pr(fake_github, repo)
+    assert production is not None
+    fake_github.close_pr(repo, production["number"])
+    _reconcile(bot, repo, "2")
+    prs = [p for p in fake_github.prs(repo) if p["head"]["ref"] == PROD_BRANCH]
+    assert [(p["number"], p["state"]) for p in prs] == [(production["number"], "closed")]

@@ -14,7 +14,7 @@ from bot.core.promotion import build_plan
 from bot.core.types import Config, Environment, PromotionRequest
 from bot.gateways.records import DeploymentRecord
 from bot.jobs.chatops import version_from_history
-from bot.jobs.deployments import announce
+from bot.jobs.deployments import announce, post_status
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
 from bot.jobs.publish import Published, publish_on_default_branch
@@ -57,7 +57,8 @@ def handle_flagger(
     state = canary_state(now.phase)
     if state is not None and state != record.state and record.state != "inactive":
         description = f"Flagger: {now.phase}" + (f": {now.message}" if now.message else "")
-        deps.client.set_deployment_status(
+        post_status(
+            deps,
             repo,
             record.deployment_id,
             state,

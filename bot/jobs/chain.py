@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from bot.core.deployed import read_deployed
 from bot.core.errors import PlanError
-from bot.core.planner import request_from_meta
+from bot.core.planner import branch_name, request_from_meta
 from bot.core.promotion import build_plan
 from bot.core.types import Config
 from bot.jobs.deps import Deps
@@ -113,6 +113,10 @@ def promote_soaked(
         open_prs = list_env_prs(deps.client, repo, env.name)
         if record.version in open_promotion_versions(deps, repo, model, env, open_prs):
             continue  # its PR is open
+        request = request_from_meta(record.meta, environment=env.name, traffic=None)
+        closed = deps.client.latest_pr(repo, branch_name(request))
+        if closed is not None and not closed.merged:
+            continue  # someone closed this promotion's PR: not reopened behind their back
         published += promote_next(
             deps, repo, record.meta, record.number, state=state, only=env.name
         )

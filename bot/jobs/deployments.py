@@ -19,6 +19,7 @@ from bot.core.feedback import (
     unchanged,
 )
 from bot.core.types import Config, Environment
+from bot.gateways.github_http import GitHubError
 from bot.gateways.records import DeploymentRecord
 from bot.jobs.deps import Deps
 from bot.jobs.replies import upsert_reply
@@ -86,6 +87,21 @@ def _with(record: DeploymentRecord, **changes: Any) -> DeploymentRecord:
     return replace(record, **changes)
 
 
+NO_DEPLOYMENTS = frozenset({403, 404})  # the App may not (yet) write deployments there
+
+
+def post_status(deps: Deps, repo: str, deployment_id: int, state: str, **fields: Any) -> None:
+    """A deployment status; an installation without the `deployments` permission (403/404)
+    gets a warning in the log, not a failed job: the bot's own records go on."""
+    try:
+        deps.client.set_deployment_status(repo, deployment_id, state, **fields)
+    except GitHubError as exc:
+        if exc.status not in NO_DEPLOYMENTS:
+            raise
+        log.warning("%s: deployment %s not set %s: GitHub %s", repo, deployment_id, state,
+                    exc.status)  # fmt: skip
+
+
 def _log_url(deps: Deps, environment: Environment) -> str | None:
     if deps.argocd_url and environment.argocd_application:
         return f"{deps.argocd_url}/applications/{environment.argocd_application}"
@@ -111,7 +127,8 @@ def _set_state(
     if state == "failure" and health is not None:
         phase = f", sync {health.operation_phase}" if health.operation_phase else ""
         description = f"Argo CD: {health.sync_status}/{health.health_status}{phase}"
-    deps.client.set_deployment_status(
+    post_status(
+        deps,
         repo,
         record.deployment_id,
         state,
@@ -230,7 +247,8 @@ def _retire_previous(
         if older.state in ("inactive", ""):
             continue
         if environment.production or older.state != "success":
-            deps.client.set_deployment_status(
+            post_status(
+                deps,
                 repo,
                 older.deployment_id,
                 "inactive",

@@ -21,8 +21,9 @@ from bot.core.errors import TransientError
 from bot.core.templating import render_template
 from bot.core.types import Config, Environment
 from bot.gateways.github import BaseModifiedError, MergeConflictError, MergeNotAllowedError
+from bot.gateways.github_http import GitHubError
 from bot.gateways.records import PromotionRecord
-from bot.jobs.deployments import MERGED_MARKER, announce, ensure_deployment
+from bot.jobs.deployments import MERGED_MARKER, NO_DEPLOYMENTS, announce, ensure_deployment
 from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.pr_diff import render_pull_request
 from bot.jobs.replies import upsert_reply
@@ -345,8 +346,16 @@ def announce_merge(
     """After a promotion merged: its GitHub deployment (once), then the "Merged" comment."""
     record = None
     if sha:
-        record = ensure_deployment(deps, repo, environment, sha, number, meta, approvers)
-        approvers = approvers or record.approvers
+        try:
+            record = ensure_deployment(deps, repo, environment, sha, number, meta, approvers)
+        except GitHubError as exc:
+            if exc.status not in NO_DEPLOYMENTS:
+                raise
+            # an installation that has not accepted the `deployments` permission yet: the
+            # merge is still announced (and followed up); the deployment comes with a rerun
+            log.warning("%s#%s: no GitHub deployment (%s): %s", repo, number, exc.status, exc)
+        else:
+            approvers = approvers or record.approvers
     announce(
         deps, repo, record, environment, config, number=number, meta=meta, sha=sha,
         approvers=approvers,
