@@ -54,6 +54,7 @@ def redact_url_tokens(record: logging.LogRecord) -> bool:
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
     """Everything a web or worker process needs; fails fast on missing settings."""
+    from bot.gateways.argocd import ArgoCDClient
     from bot.gateways.github import GitHubApp
     from bot.gateways.kustomize import Renderer
     from bot.gateways.mlflow import MlflowClient
@@ -110,6 +111,11 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         app_slug=slug,
         on_refused=lambda kind: metrics.refusals.labels(kind=kind).inc(),
         argocd_url=settings.argocd_url,
+        argocd=(
+            ArgoCDClient(settings.argocd_server, settings.argocd_token.get())
+            if settings.argocd_server
+            else None
+        ),
     )
     return Runtime(settings=settings, queue=queue, services=services, metrics=metrics)
 

@@ -49,6 +49,8 @@ class Settings:
     argocd_target_repos: tuple[str, ...] = ()  # default: mlflow_target_repos
     argocd_url: str = ""  # Argo CD's web UI, for deployment status links
     flagger_webhook_token: Secret = field(default_factory=lambda: Secret(""))
+    argocd_server: str = ""  # Argo CD's API, read by the reconcile loop (with argocd_token)
+    argocd_token: Secret = field(default_factory=lambda: Secret(""))
     database_url: str = "sqlite:///gitops-bot.db"
     kustomize_bin: str | None = None
     render_network_isolation: str = "required"  # or "off": see bot.gateways.kustomize
@@ -208,6 +210,18 @@ def _web_url(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+def _argocd_api(env: Mapping[str, str]) -> dict[str, object]:
+    """ARGOCD_SERVER and ARGOCD_TOKEN: both or neither."""
+    server = _web_url(env, "ARGOCD_SERVER")
+    token = env.get("ARGOCD_TOKEN", "").strip()
+    if bool(server) != bool(token):
+        missing = "ARGOCD_TOKEN" if server else "ARGOCD_SERVER"
+        raise SettingsError(
+            f"{missing} is required with {'ARGOCD_SERVER' if server else 'ARGOCD_TOKEN'}"
+        )
+    return {"argocd_server": server, "argocd_token": Secret(token)} if server else {}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (or the given mapping, for tests)."""
     env = os.environ if env is None else env
@@ -230,6 +244,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         argocd_target_repos=_repos(env, "ARGOCD_TARGET_REPOS") or repos,
         argocd_url=_web_url(env, "ARGOCD_URL"),
         flagger_webhook_token=Secret(env.get("FLAGGER_WEBHOOK_TOKEN", "").strip()),
+        **_argocd_api(env),  # type: ignore[arg-type]
         database_url=env.get("DATABASE_URL", "sqlite:///gitops-bot.db"),
         kustomize_bin=env.get("KUSTOMIZE_BIN") or None,
         render_network_isolation=_choice(

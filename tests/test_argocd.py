@@ -322,3 +322,52 @@ def test_a_report_that_arrives_before_the_deployment_exists_sets_its_first_statu
     bot.drain()  # the merging job again
     assert bot.failed_jobs() == []
     assert _states(fake_github, gitops_repo, sha) == ["success"]
+
+
+# --------------------------------------------------------------------------- polling Argo CD
+
+ARGOCD_SERVER = "https://argocd.example.test"
+ARGOCD_TOKEN = "argocd-api-token-for-tests"
+
+
+def test_the_reconcile_loop_reads_argo_cd_when_no_notification_came(
+    fake_github, gitops_repo, tmp_path
+):
+    import re
+
+    from bot.gateways.queue import NewJob
+
+    bot = BotHarness(
+        fake_github,
+        tmp_path,
+        (gitops_repo,),
+        ARGOCD_SERVER=ARGOCD_SERVER,
+        ARGOCD_TOKEN=ARGOCD_TOKEN,
+    )
+    bot.repo_name = gitops_repo
+    sha = _merge_staging(bot)["merge_commit_sha"]
+    seen: list[str] = []
+
+    def argocd_api(request):
+        # Argo CD's API: GET /api/v1/applications/{name}, the Application as JSON
+        seen.append(request.headers.get("Authorization", ""))
+        name = request.url.rsplit("/", 1)[-1]
+        if name != STAGING:
+            return 403, {}, b'{"error":"permission denied","code":7}'
+        return (
+            200,
+            {"Content-Type": "application/json"},
+            json.dumps(application(STAGING, sha)).encode(),
+        )
+
+    fake_github.responses_mock.add_callback(
+        "GET", re.compile(re.escape(ARGOCD_SERVER) + "/api/v1/applications/.*"), callback=argocd_api
+    )
+    for bucket in ("1", "2"):  # twice: the second read changes nothing
+        bot.queue.enqueue(NewJob(f"reconcile:{gitops_repo}:{bucket}", "internal", "reconcile",
+                                 gitops_repo, {}))  # fmt: skip
+        bot.drain()
+    assert bot.failed_jobs() == []
+    assert _states(fake_github, gitops_repo, sha) == ["queued", "success"]
+    assert set(seen) == {f"Bearer {ARGOCD_TOKEN}"}
+    assert len(seen) == 4  # both applications, each reconcile; production's answer: 403

@@ -156,3 +156,31 @@ def test_the_soak_is_not_done_and_says_why(health, live, version, reason):
 def test_no_soak_time_means_nothing_to_wait_for():
     assert soak_status(None, upstream="staging", model="m", version="1", revision_version=None,
                        healthy_for_s=0.0, now=0.0).done  # fmt: skip
+
+
+def test_an_application_read_from_argo_cds_api_reads_like_its_notification():
+    from bot.core.feedback import notification_from_application
+
+    app = application(APP, SHA, health="Degraded", phase="Failed", message="hook failed")
+    assert notification_from_application(app) == parse_argocd(json.loads(notification_body(app)))
+    never_synced = application(APP, "", sync="OutOfSync", health="Missing", phase=None)
+    parsed = notification_from_application(never_synced)
+    assert (parsed.revision, parsed.operation_phase, parsed.finished_at) == ("", "", "")
+    with pytest.raises(PayloadError, match="application: missing"):
+        notification_from_application({"kind": "Status", "message": "not found"})
+
+
+def test_argo_cds_api_needs_both_its_server_and_a_token():
+    from bot.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="ARGOCD_TOKEN is required with ARGOCD_SERVER"):
+        load_settings({"ARGOCD_SERVER": "https://argocd.example.com"})
+    with pytest.raises(SettingsError, match="ARGOCD_SERVER is required with ARGOCD_TOKEN"):
+        load_settings({"ARGOCD_TOKEN": "t"})
+    env = {"ARGOCD_SERVER": "https://argocd.example.com/", "ARGOCD_TOKEN": "argocd-tok-123"}
+    settings = load_settings(env)
+    assert settings.argocd_server == "https://argocd.example.com"
+    assert (
+        "argocd-tok-123" not in repr(settings)
+        and settings.argocd_token.get() == env["ARGOCD_TOKEN"]
+    )

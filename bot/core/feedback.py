@@ -67,11 +67,12 @@ NO_VALUE = "<no value>"  # what a Go template prints for a missing map key
 
 def _field(payload: Mapping[str, Any], key: str, *, required: bool = True) -> str:
     value = payload.get(key)
-    if value is None and not required:
-        return ""
+    if value is None:
+        if not required:
+            return ""
+        raise PayloadError(f"{key}: missing")
     if not isinstance(value, str):
-        what = "missing" if key not in payload else "expected a string"
-        raise PayloadError(f"{key}: {what}")
+        raise PayloadError(f"{key}: expected a string")
     return "" if value == NO_VALUE else value
 
 
@@ -112,6 +113,29 @@ def parse_argocd(payload: Mapping[str, Any]) -> ArgoNotification:
         finished_at=finished_at,
         repo_url=repo_url[:500],
     )
+
+
+def _at(node: Any, *path: str) -> Any:
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def notification_from_application(app: Mapping[str, Any]) -> ArgoNotification:
+    """What the README's template would have sent for `app`, an Argo CD Application as
+    `GET /api/v1/applications/{name}` returns it (PayloadError when it is not one)."""
+    operation = _at(app, "status", "operationState")
+    payload = {
+        "application": _at(app, "metadata", "name"),
+        "revision": _at(app, "status", "sync", "revision") or "",
+        "sync_status": _at(app, "status", "sync", "status"),
+        "health_status": _at(app, "status", "health", "status"),
+        "operation_phase": _at(operation, "phase") or "",
+        "operation_message": _at(operation, "message") or "",
+        "finished_at": _at(operation, "finishedAt") or "",
+        "repo_url": _at(app, "spec", "source", "repoURL") or "",
+    }
+    return parse_argocd(payload)
 
 
 def parse_time(text: str) -> float | None:

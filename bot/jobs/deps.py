@@ -24,6 +24,7 @@ class Deps:
     on_refused: Callable[[str], None] | None = None
     clock: Callable[[], float] = time.time  # injected in tests: soak times, deployment ages
     argocd_url: str = ""  # Argo CD's web UI, for the deployments' log links
+    argocd: Any | None = None  # bot.gateways.argocd.ArgoCDClient: the reconcile loop asks it
 
 
 def promotion_of(deps: Deps, repo: str, pr: Any) -> PromotionRecord | None:

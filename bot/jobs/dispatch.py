@@ -52,6 +52,7 @@ class Services:
     app_slug: str | None = None
     clock: Callable[[], float] = time.time
     argocd_url: str = ""
+    argocd: Any | None = None  # bot.gateways.argocd.ArgoCDClient
 
 
 def registry_event(event: Any) -> tuple[RegistryEvent, str, str] | None:
@@ -91,6 +92,7 @@ def job_deps(services: Services, client: Any) -> Deps:
         on_refused=services.on_refused,
         clock=services.clock,
         argocd_url=services.argocd_url,
+        argocd=services.argocd,
     )
 
 
