@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -37,10 +38,24 @@ def configure_logging(level: str) -> None:
     # PyGithub and urllib3 log request/response bodies (installation tokens) at DEBUG.
     for noisy in ("github", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.INFO)
+    # the access log prints request lines: Flagger's token travels in its webhook URL
+    logging.getLogger("werkzeug").addFilter(redact_url_tokens)
+
+
+_URL_TOKEN = re.compile(r"([?&]token=)[^&\s\"']*")
+
+
+def redact_url_tokens(record: logging.LogRecord) -> bool:
+    """Logging filter: `?token=<secret>` in a record's message becomes `?token=***`."""
+    message = record.getMessage()
+    if "token=" in message:
+        record.msg, record.args = _URL_TOKEN.sub(r"\1***", message), None
+    return True
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
     """Everything a web or worker process needs; fails fast on missing settings."""
+    from bot.gateways.argocd import ArgoCDClient
     from bot.gateways.github import GitHubApp
     from bot.gateways.kustomize import Renderer
     from bot.gateways.mlflow import MlflowClient
@@ -107,6 +122,12 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         bot_login=settings.bot_login,
         app_slug=slug,
         on_refused=lambda kind: metrics.refusals.labels(kind=kind).inc(),
+        argocd_url=settings.argocd_url,
+        argocd=(
+            ArgoCDClient(settings.argocd_server, settings.argocd_token.get())
+            if settings.argocd_server
+            else None
+        ),
     )
     return Runtime(
         settings=settings, queue=queue, services=services, metrics=metrics, budgets=budgets
@@ -222,13 +243,15 @@ def start_reconcile_timer(runtime: Runtime, stop: threading.Event) -> threading.
     from bot.gateways.queue import NewJob
 
     interval = runtime.settings.reconcile_interval_s
-    if interval <= 0 or not runtime.settings.mlflow_target_repos:
+    settings = runtime.settings
+    repos = list(dict.fromkeys((*settings.mlflow_target_repos, *settings.argocd_target_repos)))
+    if interval <= 0 or not repos:
         return None
 
     def loop() -> None:
         while not stop.wait(interval):
             bucket = int(time.time() // interval)
-            for repo in runtime.settings.mlflow_target_repos:
+            for repo in repos:
                 job = NewJob(f"reconcile:{repo}:{bucket}", "internal", "reconcile", repo, {})
                 try:
                     runtime.queue.enqueue(job)

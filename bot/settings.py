@@ -45,6 +45,12 @@ class Settings:
     mlflow_tracking_uri: str = ""
     mlflow_artifacts_destination: str = ""  # the server's --artifacts-destination
     mlflow_target_repos: tuple[str, ...] = ()
+    argocd_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    argocd_target_repos: tuple[str, ...] = ()  # default: mlflow_target_repos
+    argocd_url: str = ""  # Argo CD's web UI, for deployment status links
+    flagger_webhook_token: Secret = field(default_factory=lambda: Secret(""))
+    argocd_server: str = ""  # Argo CD's API, read by the reconcile loop (with argocd_token)
+    argocd_token: Secret = field(default_factory=lambda: Secret(""))
     database_url: str = "sqlite:///gitops-bot.db"
     kustomize_bin: str | None = None
     render_network_isolation: str = "required"  # or "off": see bot.gateways.kustomize
@@ -205,14 +211,40 @@ def _listen(env: Mapping[str, str], name: str, default: str) -> tuple[str, int] 
     return host, int(port)
 
 
+def _repos(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    repos = tuple(r.strip() for r in env.get(name, "").split(",") if r.strip())
+    for repo in repos:
+        if repo.count("/") != 1:
+            raise SettingsError(f"{name}: '{repo}' is not owner/name")
+    return repos
+
+
+def _web_url(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "").strip().rstrip("/")
+    if raw:
+        split = urlsplit(raw)
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise SettingsError(f"{name} must be an http(s) URL such as https://argocd.example.com")
+    return raw
+
+
+def _argocd_api(env: Mapping[str, str]) -> dict[str, object]:
+    """ARGOCD_SERVER and ARGOCD_TOKEN: both or neither."""
+    server = _web_url(env, "ARGOCD_SERVER")
+    token = env.get("ARGOCD_TOKEN", "").strip()
+    if bool(server) != bool(token):
+        missing = "ARGOCD_TOKEN" if server else "ARGOCD_SERVER"
+        raise SettingsError(
+            f"{missing} is required with {'ARGOCD_SERVER' if server else 'ARGOCD_TOKEN'}"
+        )
+    return {"argocd_server": server, "argocd_token": Secret(token)} if server else {}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (or the given mapping, for tests)."""
     env = os.environ if env is None else env
     slug = env.get("GITHUB_APP_SLUG", "").strip()
-    repos = tuple(r.strip() for r in env.get("MLFLOW_TARGET_REPOS", "").split(",") if r.strip())
-    for repo in repos:
-        if repo.count("/") != 1:
-            raise SettingsError(f"MLFLOW_TARGET_REPOS: '{repo}' is not owner/name")
+    repos = _repos(env, "MLFLOW_TARGET_REPOS")
     api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     return Settings(
         github_app_id=env.get("GITHUB_APP_ID", "").strip(),
@@ -226,6 +258,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", "").rstrip("/"),
         mlflow_artifacts_destination=env.get("MLFLOW_ARTIFACTS_DESTINATION", "").strip(),
         mlflow_target_repos=repos,
+        argocd_webhook_secret=Secret(env.get("ARGOCD_WEBHOOK_SECRET", "").strip()),
+        argocd_target_repos=_repos(env, "ARGOCD_TARGET_REPOS") or repos,
+        argocd_url=_web_url(env, "ARGOCD_URL"),
+        flagger_webhook_token=Secret(env.get("FLAGGER_WEBHOOK_TOKEN", "").strip()),
+        **_argocd_api(env),  # type: ignore[arg-type]
         database_url=env.get("DATABASE_URL", "sqlite:///gitops-bot.db"),
         kustomize_bin=env.get("KUSTOMIZE_BIN") or None,
         render_network_isolation=_choice(

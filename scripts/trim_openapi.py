@@ -43,6 +43,11 @@ OPERATIONS: list[tuple[str, str]] = [
     ("get", "/repos/{owner}/{repo}/commits/{ref}/status"),
     ("get", "/repos/{owner}/{repo}/collaborators/{username}/permission"),
     ("get", "/orgs/{org}/teams/{team_slug}/memberships/{username}"),
+    # after the merge: a deployment per merged promotion, its statuses following Argo CD/Flagger
+    ("get", "/repos/{owner}/{repo}/deployments"),
+    ("post", "/repos/{owner}/{repo}/deployments"),
+    ("get", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"),
+    ("post", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"),
     # user-to-server (the operator page's "Sign in with GitHub"): who signed in, what they read
     ("get", "/user"),
     ("get", "/user/installations"),

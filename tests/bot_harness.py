@@ -19,6 +19,21 @@ from bot.worker import Worker
 GITHUB_SECRET = "gh-webhook-secret-for-tests"
 MLFLOW_SECRET = "mlflow-webhook-secret-for-tests"
 METRICS_TOKEN = "metrics-token-for-tests"
+ARGOCD_SECRET = "argocd-webhook-secret-for-tests"
+FLAGGER_TOKEN = "flagger-webhook-token-for-tests"
+
+
+class Clock:
+    """The bot's injected clock: starts now, moves only when a test says so."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def mlflow_headers(
@@ -78,6 +93,8 @@ class BotHarness:
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
                 "GITHUB_API_URL": fake.api_url,
                 "METRICS_TOKEN": METRICS_TOKEN,
+                "ARGOCD_WEBHOOK_SECRET": ARGOCD_SECRET,
+                "FLAGGER_WEBHOOK_TOKEN": FLAGGER_TOKEN,
                 **env,
             }
         )
@@ -89,6 +106,19 @@ class BotHarness:
         self.app = web_app(self.runtime)
         self.client = self.app.test_client()
         self.worker = Worker(self.queue, job_handler(self.runtime), lease_seconds=30)
+        self.clock = Clock()
+        self.runtime.services.clock = self.clock  # soak times and deployment ages
+
+    def deliver_flagger(self, payload: dict, token: str | None = FLAGGER_TOKEN) -> Any:
+        """POST a Flagger event webhook body (tests/flagger_fixtures.py builds them)."""
+        url = "/webhooks/flagger" + (f"?token={token}" if token is not None else "")
+        body = json.dumps(payload).encode()
+        return self.client.post(url, data=body, headers={"Content-Type": "application/json"})
+
+    def deliver_argocd(self, body: bytes, secret: str = ARGOCD_SECRET) -> Any:
+        """POST an Argo CD Notifications body (tests/argocd_fixtures.py renders them)."""
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
+        return self.client.post("/webhooks/argocd", data=body, headers=headers)
 
     def deliver_mlflow(self, payload: dict, delivery_id: str | None = None) -> Any:
         body = json.dumps(payload).encode()

@@ -96,7 +96,7 @@ def test_invalid_config_errors_carry_line_numbers(tmp_path, capsys):
     config.write_text(config.read_text().replace("merge_method: squash", "merge_method: fast"))
     assert main(["check-config", str(repo)]) == 2
     err = capsys.readouterr().err
-    assert ".gitops-bot.yaml:18: environments[1].merge_method: 'fast' is not one of" in err
+    assert ".gitops-bot.yaml:24: environments[1].merge_method: 'fast' is not one of" in err
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,7 @@ def test_example_config_loads_into_the_expected_dataclasses() -> None:
                 path="k8s/overlays/staging",
                 auto_merge=True,
                 storage_schemes=("s3",),
+                argocd_application="fraud-detection-staging",
             ),
             Environment(
                 name="production",
@@ -89,6 +90,8 @@ def test_example_config_loads_into_the_expected_dataclasses() -> None:
                 approvals=Approvals(required=1, users=("alice",), teams=("ml-platform",)),
                 merge_method="squash",
                 storage_schemes=("s3",),
+                production=True,
+                argocd_application="fraud-detection-production",
             ),
         ),
         models=(
@@ -330,7 +333,7 @@ INVALID = [
     pytest.param(
         HEAD.replace("auto_merge: true", "promote_from:"),
         5,
-        "expected a string, got an empty value",
+        "expected a string or a mapping, got an empty value",
         id="empty-value",
     ),
     pytest.param(
@@ -529,9 +532,9 @@ LAUGHS = "".join(
 @pytest.mark.parametrize(
     ("edit", "line", "message"),
     [
-        (("users: [alice]\n      teams: [ml-platform]", "users: [{login: alice}]"), 16,
+        (("users: [alice]\n      teams: [ml-platform]", "users: [{login: alice}]"), 22,
          "approvals.users[0]: expected a string, got a mapping"),
-        (("users: [alice]\n      teams: [ml-platform]", "users: [[a], b]"), 16,
+        (("users: [alice]\n      teams: [ml-platform]", "users: [[a], b]"), 22,
          "approvals.users[0]: expected a string, got a list"),
         (("version: 1", "version: !!set 1"), 3, "YAML tags (!!set) are not used"),
         (("version: 1", "version: !!omap x"), 3, "YAML tags (!!omap) are not used"),
@@ -576,3 +579,96 @@ def test_a_name_with_a_trailing_newline_is_refused():
         i.line == 6 and "environments[0].name" in i.message and "control character" in i.message
         for i in issues
     ), [str(i) for i in issues]
+
+
+# --------------------------------------------------------------------------- after the merge
+
+
+SOAKED = HEAD.replace(
+    "    auto_merge: true\n",
+    "    auto_merge: true\n    argocd: {application: fraud-staging}\n",
+).replace("promote_from: staging", "promote_from: {env: staging, healthy_for: 1h30m}")
+
+
+def test_promote_from_with_a_soak_time_keeps_the_upstream_name_and_reads_the_duration() -> None:
+    config = load_config(SOAKED + MODELS)
+    production = config.environment("production")
+    assert production is not None
+    assert (production.promote_from, production.healthy_for_s) == ("staging", 5400.0)
+    staging = config.environment("staging")
+    assert staging is not None and staging.argocd_application == "fraud-staging"
+    assert config.environment_of_application("fraud-staging") == staging
+    assert config.environment_of_application("fraud-prod") is None
+
+
+def test_plain_promote_from_has_no_soak_time() -> None:
+    production = load_config(HEAD + MODELS).environment("production")
+    assert production is not None
+    assert (production.promote_from, production.healthy_for_s) == ("staging", 0.0)
+    assert not production.production and production.argocd_application is None
+
+
+def test_a_malformed_soak_time_is_reported_on_its_line() -> None:
+    issues = _issues(SOAKED.replace("1h30m", "90 minutes") + MODELS)
+    assert [(i.line, i.message) for i in issues] == [
+        (
+            9,
+            "environments[1].promote_from.healthy_for: '90 minutes' is not allowed: A duration: "
+            "numbers with a unit s, m, h or d (e.g. 30m, 1h30m, 2d).",
+        )
+    ]
+
+
+def test_a_soak_time_needs_the_upstream_argo_cd_application() -> None:
+    text = SOAKED.replace("    argocd: {application: fraud-staging}\n", "")
+    messages = [i.message for i in _issues(text + MODELS)]
+    assert messages == [
+        "environments[1].promote_from.healthy_for: needs environment 'staging' to name its "
+        "Argo CD application (argocd.application): its health comes from Argo CD's notifications"
+    ]
+
+
+def test_promote_from_of_the_wrong_shape_says_what_it_takes() -> None:
+    text = HEAD.replace("promote_from: staging", "promote_from: [staging]")
+    assert [i.message for i in _issues(text + MODELS)] == [
+        "environments[1].promote_from: expected a string or a mapping, got a list"
+    ]
+
+
+def test_one_argo_cd_application_syncs_one_environment() -> None:
+    text = SOAKED.replace(
+        "promote_from: {env: staging, healthy_for: 1h30m}",
+        "promote_from: staging\n    argocd: {application: fraud-staging}",
+    )
+    assert [i.message for i in _issues(text + MODELS)] == [
+        "environments[1].argocd.application: application 'fraud-staging' already syncs "
+        "environment 'staging'"
+    ]
+
+
+def test_a_flagger_canary_and_its_failure_policy_are_read() -> None:
+    text = HEAD.replace(
+        "    auto_merge: true\n",
+        "    auto_merge: true\n"
+        "    flagger: {canary: fraud-detector, namespace: fraud-staging}\n"
+        "    on_canary_failure: rollback\n",
+    )
+    config = load_config(text + MODELS)
+    staging = config.environment("staging")
+    assert staging is not None
+    assert staging.flagger_canary == ("fraud-staging", "fraud-detector")
+    assert staging.on_canary_failure == "rollback"
+    assert config.environment_of_canary("fraud-staging", "fraud-detector") == staging
+    assert config.environment_of_canary("fraud-detection", "fraud-detector") is None
+    production = config.environment("production")
+    assert production is not None and production.on_canary_failure == "none"
+
+
+def test_rolling_back_on_canary_failure_needs_a_canary() -> None:
+    text = HEAD.replace(
+        "    auto_merge: true\n", "    auto_merge: true\n    on_canary_failure: rollback\n"
+    )
+    assert [i.message for i in _issues(text + MODELS)] == [
+        "environments[0].on_canary_failure: needs flagger (the canary whose failure triggers "
+        "the rollback)"
+    ]

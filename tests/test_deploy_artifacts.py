@@ -101,6 +101,13 @@ CONTRACT_PERMISSIONS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/status"): ("statuses", "read"),
     ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"): ("metadata", "read"),
     ("GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}"): ("members", "read"),
+    ("GET", "/repos/{owner}/{repo}/deployments"): ("deployments", "read"),
+    ("POST", "/repos/{owner}/{repo}/deployments"): ("deployments", "write"),
+    ("GET", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"): ("deployments", "read"),
+    ("POST", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"): (
+        "deployments",
+        "write",
+    ),
 }
 LEVEL = {"read": 1, "write": 2}
 
@@ -441,7 +448,8 @@ def test_manifest_requests_exactly_the_permissions_the_gateway_needs() -> None:
 
 def test_contract_table_grants_what_the_design_asks_for() -> None:
     # DESIGN.md §7: contents, pull requests, issues, checks write; members, metadata,
-    # statuses read. The table above must imply the same, or it has drifted.
+    # statuses read; §5.5: a merge creates a GitHub deployment (deployments write). The
+    # table above must imply the same, or it has drifted.
     implied: dict[str, str] = {}
     for requirement in CONTRACT_PERMISSIONS.values():
         if requirement is not None:
@@ -453,6 +461,7 @@ def test_contract_table_grants_what_the_design_asks_for() -> None:
         "pull_requests": "write",
         "issues": "write",
         "checks": "write",
+        "deployments": "write",
         "members": "read",
         "metadata": "read",
         "statuses": "read",

@@ -57,7 +57,7 @@ def test_staging_pr_auto_merges_when_checks_pass(bot, fake_github, gitops_repo):
     )
     assert b"newTag: v8" in main_config
     comments = fake_github.comments(gitops_repo, pr["number"])
-    assert any("Deployed" in c["body"] for c in comments)
+    assert any("Merged" in c["body"] for c in comments)
 
 
 def test_redelivered_and_repeated_events_keep_one_pr_one_commit(bot, fake_github, gitops_repo):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -407,3 +408,28 @@ def test_page_renders_in_headless_chromium(served_page: tuple[Flask, str], tmp_p
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1280, 1000)
     assert len(png) > 30_000  # a blank or error page compresses to a few kB
+
+
+def test_page_shows_what_argo_cd_and_flagger_say_runs_in_each_environment(
+    queue: JobQueue,
+) -> None:
+    from bot.web.operator import LiveOverview
+
+    repos = overview()
+    staging = repos[0].environments[0]
+    live = LiveOverview(
+        application="fraud-detection-staging", revision="8c4961a2b3c4", ours=True,
+        sync_status="Synced", health_status="Healthy", healthy_for="2h 5m",
+        deployment_state="success", deployment_version="8", deployment_age="3h 10m",
+        canary_phase="Succeeded",
+    )  # fmt: skip
+    repos[0].environments[0] = dataclasses.replace(staging, live=live)
+    foreign = LiveOverview(revision="0badc0ffee00", sync_status="OutOfSync",
+                           health_status="Degraded")  # fmt: skip
+    production = repos[0].environments[1]
+    repos[0].environments[1] = dataclasses.replace(production, live=foreign)
+    page = signed_in(build(StubOperatorData(queue, repos), queue)).get("/").get_data(as_text=True)
+    assert "8c4961a2b3c4</span>: Synced/Healthy, healthy for 2h 5m" in page
+    assert "v8 success, 3h 10m ago" in page
+    assert "<dt>Canary</dt><dd>Succeeded</dd>" in page
+    assert "0badc0ffee00</span> (not merged by gitops-bot): OutOfSync/Degraded" in page

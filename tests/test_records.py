@@ -77,3 +77,48 @@ def test_a_render_is_found_only_for_its_exact_head_and_base_branch(records):
         "acme/gitops", 5, head_sha=head, base_ref="main", merge_base="d" * 40, environments=[]
     )
     assert records.render("acme/gitops", 5, head, "main").environments == ()
+
+
+def test_a_deployment_is_reserved_once_and_remembers_its_id_and_state(records):
+    first, new = records.reserve_deployment(
+        "Acme/GitOps", "staging", "c" * 40, number=7, meta=META, approvers=("bob",), now=100.0
+    )
+    assert new and first.deployment_id == 0 and first.state == ""
+    again, new_again = records.reserve_deployment(
+        "acme/gitops", "staging", "c" * 40, number=7, meta=META, now=200.0
+    )
+    assert not new_again and again.created_at == 100.0  # the first reservation stands
+    records.set_deployment_id("acme/gitops", "staging", "c" * 40, 4242)
+    records.set_deployment_state("acme/gitops", "staging", "c" * 40, "queued")
+    found = records.deployment("acme/gitops", "staging", "c" * 40)
+    assert (found.deployment_id, found.state, found.number, found.approvers) == (
+        4242, "queued", 7, ("bob",),
+    )  # fmt: skip
+    assert (found.model, found.version) == ("fraud-v2-candidate", "8")
+    assert records.deployment("acme/gitops", "production", "c" * 40) is None
+
+
+def test_an_environments_deployments_are_listed_newest_first(records):
+    for at, sha in ((100.0, "a" * 40), (300.0, "c" * 40), (200.0, "b" * 40)):
+        records.reserve_deployment("acme/gitops", "staging", sha, number=1, meta=META, now=at)
+    records.reserve_deployment("acme/gitops", "production", "d" * 40, number=2, meta=META)
+    shas = [d.sha[0] for d in records.deployments("acme/gitops", "staging")]
+    assert shas == ["c", "b", "a"]
+
+
+def test_the_health_argo_cd_reported_is_kept_per_environment(records):
+    from bot.core.feedback import EnvironmentHealth
+
+    assert records.health("acme/gitops", "staging") is None
+    healthy = EnvironmentHealth(
+        "staging", "fraud-staging", "c" * 40, "Synced", "Healthy", "Succeeded", "ok",
+        "2026-12-02T09:00:00Z", ours=True, healthy_since=100.0, observed_at=101.0,
+    )  # fmt: skip
+    records.save_health("Acme/GitOps", healthy)
+    assert records.health("acme/gitops", "staging") == healthy
+    degraded = EnvironmentHealth(
+        "staging", "fraud-staging", "d" * 40, "Synced", "Degraded", observed_at=150.0
+    )
+    records.save_health("acme/gitops", degraded)
+    assert records.health("acme/gitops", "staging") == degraded  # healthy_since back to None
+    assert records.health("acme/gitops", "production") is None

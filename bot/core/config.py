@@ -304,12 +304,24 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
 def _schema_issues(error: ValidationError, document: Any) -> list[tuple[int | None, str]]:
     path = list(error.absolute_path)
     where = _render_path(path)
     prefix = f"{where}: " if where else ""
     line = _line_of(document, path)
     kind, value = error.validator, error.instance
+    if kind in ("anyOf", "oneOf") and error.context:
+        # the alternatives of the value's own shape say what is wrong with it
+        relevant = [e for e in error.context if e.validator != "type"]
+        if relevant:
+            return [issue for e in relevant for issue in _schema_issues(e, document)]
+        names = [t for e in error.context for t in _as_list(e.validator_value)]
+        expected = " or ".join(dict.fromkeys(_TYPE_NAMES.get(n, n) for n in names))
+        return [(line, f"{prefix}expected {expected}, got {_describe(value)}")]
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = list(error.schema.get("properties", {}))
         out = []
@@ -465,7 +477,7 @@ def _check_environments(
                 if name:
                     used.setdefault(normal, name)
                     paths.setdefault(name, normal)
-        source = _str(env, "promote_from")
+        source = promote_from_name(env.get("promote_from"))
         if source is not None and name is not None:
             if source == name:
                 check.add(["environments", i, "promote_from"], "cannot promote from itself")
@@ -484,7 +496,75 @@ def _check_environments(
             )
         _check_approvals(check, i, env.get("approvals"))
     _check_promotion_cycles(check, environments, promote_from)
+    _check_argocd(check, environments)
     return paths
+
+
+def promote_from_name(value: Any) -> str | None:
+    """The upstream environment of `promote_from`: `staging` or `{env: staging, ...}`."""
+    if isinstance(value, dict):
+        value = value.get("env")
+    return value if isinstance(value, str) else None
+
+
+_DURATION = re.compile(r"([0-9]+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration such as `30m`, `1h30m` or `2d` (ValueError when malformed)."""
+    if not re.fullmatch(r"(?:[0-9]+[smhd])+", text or ""):
+        raise ValueError(f"{text!r} is not a duration such as 30m, 1h30m or 2d")
+    return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(text)))
+
+
+def _check_argocd(check: _Checker, environments: list[tuple[int, dict[str, Any]]]) -> None:
+    """One environment per Argo CD application: a notification must name one environment."""
+    first: dict[str, str] = {}
+    for i, env in environments:
+        argocd = env.get("argocd")
+        application = _str(argocd, "application") if isinstance(argocd, dict) else None
+        if application is None:
+            continue
+        name = _str(env, "name") or f"environments[{i}]"
+        if application in first:
+            check.add(
+                ["environments", i, "argocd", "application"],
+                f"application {application!r} already syncs environment {first[application]!r}",
+            )
+        else:
+            first[application] = name
+    canaries: dict[tuple[str, str], str] = {}
+    for i, env in environments:
+        flagger = env.get("flagger")
+        if not isinstance(flagger, dict):
+            continue
+        key = (str(flagger.get("namespace")), str(flagger.get("canary")))
+        name = _str(env, "name") or f"environments[{i}]"
+        if key in canaries:
+            check.add(
+                ["environments", i, "flagger"],
+                f"canary {key[0]}/{key[1]} already rolls out environment {canaries[key]!r}",
+            )
+        canaries.setdefault(key, name)
+    for i, env in environments:
+        if env.get("on_canary_failure") == "rollback" and not isinstance(env.get("flagger"), dict):
+            check.add(
+                ["environments", i, "on_canary_failure"],
+                "needs flagger (the canary whose failure triggers the rollback)",
+            )
+    synced = {_str(env, "name") for _, env in environments if isinstance(env.get("argocd"), dict)}
+    for i, env in environments:
+        promote_from = env.get("promote_from")
+        if not isinstance(promote_from, dict) or "healthy_for" not in promote_from:
+            continue
+        upstream = promote_from_name(promote_from)
+        if upstream is not None and upstream not in synced:
+            check.add(
+                ["environments", i, "promote_from", "healthy_for"],
+                f"needs environment {upstream!r} to name its Argo CD application "
+                "(argocd.application): its health comes from Argo CD's notifications",
+            )
 
 
 def _check_approvals(check: _Checker, index: int, approvals: Any) -> None:
@@ -708,12 +788,24 @@ def _build(data: dict[str, Any]) -> Config:
 
 def _build_environment(env: dict[str, Any]) -> Environment:
     approvals = env.get("approvals", {})
+    promote_from = env.get("promote_from")
     method = cast(Literal["merge", "squash", "rebase"], env.get("merge_method", "squash"))
     return Environment(
         name=env["name"],
         path=posixpath.normpath(env["path"]),
         auto_merge=env.get("auto_merge", False),
-        promote_from=env.get("promote_from"),
+        promote_from=promote_from_name(promote_from),
+        healthy_for_s=(
+            parse_duration(promote_from["healthy_for"])
+            if isinstance(promote_from, dict) and "healthy_for" in promote_from
+            else 0.0
+        ),
+        production=env.get("production", False),
+        argocd_application=(env.get("argocd") or {}).get("application"),
+        flagger_canary=(
+            (env["flagger"]["namespace"], env["flagger"]["canary"]) if "flagger" in env else None
+        ),
+        on_canary_failure=cast(Literal["none", "rollback"], env.get("on_canary_failure", "none")),
         auto_promote=env.get("auto_promote", False),
         approvals=Approvals(
             required=approvals.get("required", 0),

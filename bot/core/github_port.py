@@ -223,6 +223,31 @@ class GitHubPort(PeoplePort, Protocol):
     def check_runs(self, repo: str, sha: str) -> list[CheckInfo]: ...
     def combined_status(self, repo: str, sha: str) -> list[tuple[str, str]]: ...
 
+    # deployments
+    def ensure_deployment(
+        self,
+        repo: str,
+        *,
+        sha: str,
+        environment: str,
+        payload: Mapping[str, Any],
+        description: str,
+        production: bool,
+        look_first: bool,
+    ) -> int: ...
+    def set_deployment_status(
+        self,
+        repo: str,
+        deployment_id: int,
+        state: str,
+        *,
+        description: str = "",
+        log_url: str | None = None,
+        environment_url: str | None = None,
+        auto_inactive: bool | None = None,
+    ) -> None: ...
+    def deployment_states(self, repo: str, deployment_id: int) -> list[str]: ...
+
 
 class GitHubAppPort(Protocol):
     """The App: a client per installation (tokens are its business)."""

@@ -37,6 +37,12 @@ class Environment:
     auto_promote: bool = False  # open this env's PR when a promote_from PR merges
     # URI schemes of model locations its serving system can load
     storage_schemes: tuple[str, ...] = DEFAULT_STORAGE_SCHEMES
+    # promote_from's soak time: the upstream must have run the version healthy this long
+    healthy_for_s: float = 0.0
+    production: bool = False  # GitHub deployments of it are `production_environment`
+    argocd_application: str | None = None  # the Argo CD Application syncing its overlay
+    flagger_canary: tuple[str, str] | None = None  # (namespace, name) of its Flagger Canary
+    on_canary_failure: Literal["none", "rollback"] = "none"
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,14 @@ class Config:
 
     def model_by_registry_name(self, registry_name: str) -> Model | None:
         return next((m for m in self.models if m.registry_name == registry_name), None)
+
+    def environment_of_canary(self, namespace: str, name: str) -> Environment | None:
+        """The environment whose model the Flagger Canary `namespace/name` rolls out."""
+        return next((e for e in self.environments if e.flagger_canary == (namespace, name)), None)
+
+    def environment_of_application(self, application: str) -> Environment | None:
+        """The environment whose overlay the Argo CD application `application` syncs."""
+        return next((e for e in self.environments if e.argocd_application == application), None)
 
 
 # --------------------------------------------------------------------------- edits

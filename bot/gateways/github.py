@@ -36,6 +36,7 @@ from bot.gateways.github_archive import (
 from bot.gateways.github_base import R, _split, truncate
 from bot.gateways.github_checks import Checks
 from bot.gateways.github_comments import Comments
+from bot.gateways.github_deployments import Deployments
 from bot.gateways.github_git import GitData
 from bot.gateways.github_http import (
     CallCounter,
@@ -192,7 +193,7 @@ class GitHubApp:
         return self.client(self.installation_id(repo))
 
 
-class InstallationClient(GitData, PullRequests, Comments, Checks):
+class InstallationClient(GitData, PullRequests, Comments, Checks, Deployments):
     """Everything the bot does in the repositories of one installation (installation token):
     implements bot.core.github_port.GitHubPort."""
 

@@ -13,6 +13,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.core.canary import CanaryEvent
+from bot.core.feedback import EnvironmentHealth
+
 # Portable DDL: SQLite accepts these types through its affinity rules.
 RECORDS_DDL = (
     """CREATE TABLE IF NOT EXISTS {promotion_prs} (
@@ -64,6 +67,48 @@ RECORDS_DDL = (
     environments TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (repo, number, head_sha, base_ref))""",
+    # a GitHub deployment per merged promotion (deployment_id 0: being created)
+    """CREATE TABLE IF NOT EXISTS {deployments} (
+    repo TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    deployment_id BIGINT NOT NULL,
+    number BIGINT NOT NULL,
+    meta TEXT NOT NULL,
+    approvers TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    rollback_number BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (repo, environment, sha))""",
+    # what Argo CD last said about each environment
+    """CREATE TABLE IF NOT EXISTS {environment_health} (
+    repo TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    application TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    sync_status TEXT NOT NULL,
+    health_status TEXT NOT NULL,
+    operation_phase TEXT NOT NULL,
+    message TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    ours INTEGER NOT NULL,
+    healthy_since DOUBLE PRECISION,
+    observed_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (repo, environment))""",
+    # the phases Flagger reported for the canary of each deployment
+    """CREATE TABLE IF NOT EXISTS {canary_events} (
+    repo TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    phase TEXT NOT NULL,
+    name TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    message TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    PRIMARY KEY (repo, environment, sha, at_ms, phase))""",
 )
 RECORD_TABLES = (
     "promotion_prs",
@@ -73,6 +118,9 @@ RECORD_TABLES = (
     "pr_flags",
     "pr_renders",
     "refusals",
+    "deployments",
+    "environment_health",
+    "canary_events",
 )
 
 
@@ -129,6 +177,30 @@ class RenderRecord:
     base_ref: str
     merge_base: str
     environments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """The GitHub deployment of a merged promotion, as the bot created it."""
+
+    repo: str
+    environment: str
+    sha: str  # the merge commit
+    deployment_id: int  # 0 while being created (a crash there: look it up on GitHub)
+    number: int  # the promotion PR
+    meta: Mapping[str, object]
+    approvers: tuple[str, ...]
+    state: str  # the last status the bot gave it ("" before the first)
+    created_at: float
+    rollback_number: int = 0  # the PR that rolls it back after its canary failed
+
+    @property
+    def model(self) -> str:
+        return str(self.meta.get("model") or "")
+
+    @property
+    def version(self) -> str:
+        return str(self.meta.get("version") or "")
 
 
 def _key(repo: str) -> str:
@@ -342,3 +414,216 @@ class PromotionRecords:
             return None
         envs = tuple(str(e) for e in json.loads(rows[0]["environments"]))
         return RenderRecord(head_sha, base_ref, str(rows[0]["merge_base"]), envs)
+
+    # -- deployments -----------------------------------------------------------------------
+
+    def reserve_deployment(
+        self,
+        repo: str,
+        environment: str,
+        sha: str,
+        *,
+        number: int,
+        meta: Mapping[str, object],
+        approvers: Iterable[str] = (),
+        now: float | None = None,
+    ) -> tuple[DeploymentRecord, bool]:
+        """The record of the deployment of `sha` to `environment`, and whether this call
+        created it (True: no deployment exists yet; create one, then `set_deployment_id`)."""
+        at = time.time() if now is None else now
+        rows = self.db.run_sql(
+            "INSERT INTO {deployments} (repo, environment, sha, deployment_id, number, meta,"
+            " approvers, state, created_at, updated_at) VALUES (%(repo)s, %(env)s, %(sha)s, 0,"
+            " %(number)s, %(meta)s, %(approvers)s, '', %(now)s, %(now)s)"
+            " ON CONFLICT (repo, environment, sha) DO NOTHING RETURNING 1 AS inserted",
+            {
+                "repo": _key(repo),
+                "env": environment,
+                "sha": sha,
+                "number": int(number),
+                "meta": json.dumps(dict(meta), sort_keys=True, default=str),
+                "approvers": json.dumps(list(approvers)),
+                "now": at,
+            },
+        )
+        found = self.deployment(repo, environment, sha)
+        assert found is not None
+        return found, bool(rows)
+
+    def set_deployment_id(self, repo: str, environment: str, sha: str, deployment_id: int) -> None:
+        self.db.run_sql(
+            "UPDATE {deployments} SET deployment_id = %(id)s WHERE repo = %(repo)s"
+            " AND environment = %(env)s AND sha = %(sha)s",
+            {"repo": _key(repo), "env": environment, "sha": sha, "id": int(deployment_id)},
+        )
+
+    def set_deployment_state(
+        self, repo: str, environment: str, sha: str, state: str, now: float | None = None
+    ) -> None:
+        self.db.run_sql(
+            "UPDATE {deployments} SET state = %(state)s, updated_at = %(now)s"
+            " WHERE repo = %(repo)s AND environment = %(env)s AND sha = %(sha)s",
+            {
+                "repo": _key(repo),
+                "env": environment,
+                "sha": sha,
+                "state": state,
+                "now": time.time() if now is None else now,
+            },
+        )
+
+    def set_rollback(self, repo: str, environment: str, sha: str, number: int) -> None:
+        self.db.run_sql(
+            "UPDATE {deployments} SET rollback_number = %(number)s WHERE repo = %(repo)s"
+            " AND environment = %(env)s AND sha = %(sha)s",
+            {"repo": _key(repo), "env": environment, "sha": sha, "number": int(number)},
+        )
+
+    def deployment(self, repo: str, environment: str, sha: str) -> DeploymentRecord | None:
+        rows = self.db.run_sql(
+            "SELECT environment, sha, deployment_id, number, meta, approvers, state, created_at,"
+            " rollback_number FROM {deployments} WHERE repo = %(repo)s"
+            " AND environment = %(env)s AND sha = %(sha)s",
+            {"repo": _key(repo), "env": environment, "sha": sha},
+        )
+        return _deployment(repo, rows[0]) if rows else None
+
+    def deployments(self, repo: str, environment: str, limit: int = 20) -> list[DeploymentRecord]:
+        """The environment's deployments, newest first."""
+        rows = self.db.run_sql(
+            "SELECT environment, sha, deployment_id, number, meta, approvers, state, created_at,"
+            " rollback_number FROM {deployments} WHERE repo = %(repo)s"
+            " AND environment = %(env)s ORDER BY created_at DESC, deployment_id DESC"
+            " LIMIT %(limit)s",
+            {"repo": _key(repo), "env": environment, "limit": int(limit)},
+        )
+        return [_deployment(repo, row) for row in rows]
+
+    # -- what Argo CD says runs in each environment ----------------------------------------
+
+    def health(self, repo: str, environment: str) -> EnvironmentHealth | None:
+        rows = self.db.run_sql(
+            "SELECT environment, application, revision, sync_status, health_status,"
+            " operation_phase, message, finished_at, ours, healthy_since, observed_at"
+            " FROM {environment_health} WHERE repo = %(repo)s AND environment = %(env)s",
+            {"repo": _key(repo), "env": environment},
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        since = row["healthy_since"]
+        return EnvironmentHealth(
+            environment=str(row["environment"]),
+            application=str(row["application"]),
+            revision=str(row["revision"]),
+            sync_status=str(row["sync_status"]),
+            health_status=str(row["health_status"]),
+            operation_phase=str(row["operation_phase"]),
+            message=str(row["message"]),
+            finished_at=str(row["finished_at"]),
+            ours=bool(row["ours"]),
+            healthy_since=None if since is None else float(since),
+            observed_at=float(row["observed_at"]),
+        )
+
+    def save_health(self, repo: str, health: EnvironmentHealth) -> None:
+        self.db.run_sql(
+            "INSERT INTO {environment_health} (repo, environment, application, revision,"
+            " sync_status, health_status, operation_phase, message, finished_at, ours,"
+            " healthy_since, observed_at) VALUES (%(repo)s, %(env)s, %(app)s, %(rev)s,"
+            " %(sync)s, %(health)s, %(phase)s, %(message)s, %(finished)s, %(ours)s, %(since)s,"
+            " %(observed)s) ON CONFLICT (repo, environment) DO UPDATE SET"
+            " application = excluded.application, revision = excluded.revision,"
+            " sync_status = excluded.sync_status, health_status = excluded.health_status,"
+            " operation_phase = excluded.operation_phase, message = excluded.message,"
+            " finished_at = excluded.finished_at, ours = excluded.ours,"
+            " healthy_since = excluded.healthy_since, observed_at = excluded.observed_at",
+            {
+                "repo": _key(repo),
+                "env": health.environment,
+                "app": health.application,
+                "rev": health.revision,
+                "sync": health.sync_status,
+                "health": health.health_status,
+                "phase": health.operation_phase,
+                "message": health.message,
+                "finished": health.finished_at,
+                "ours": int(health.ours),
+                "since": health.healthy_since,
+                "observed": health.observed_at,
+            },
+        )
+
+    # -- Flagger's canary phases -----------------------------------------------------------
+
+    def add_canary_event(self, repo: str, environment: str, sha: str, event: CanaryEvent) -> bool:
+        """Remember one event for the deployment of `sha`; False when it was known already."""
+        rows = self.db.run_sql(
+            "INSERT INTO {canary_events} (repo, environment, sha, at_ms, phase, name, namespace,"
+            " checksum, message, event_type) VALUES (%(repo)s, %(env)s, %(sha)s, %(at)s,"
+            " %(phase)s, %(name)s, %(namespace)s, %(checksum)s, %(message)s, %(type)s)"
+            " ON CONFLICT (repo, environment, sha, at_ms, phase) DO NOTHING"
+            " RETURNING 1 AS inserted",
+            {
+                "repo": _key(repo),
+                "env": environment,
+                "sha": sha,
+                "at": int(event.timestamp_ms),
+                "phase": event.phase,
+                "name": event.name,
+                "namespace": event.namespace,
+                "checksum": event.checksum,
+                "message": event.message,
+                "type": event.event_type,
+            },
+        )
+        return bool(rows)
+
+    def canary_sha(self, repo: str, environment: str, checksum: str) -> str | None:
+        """The deployment whose canary events carried `checksum` (Flagger's hash of the
+        canary's spec: one per rollout), None when no event did."""
+        rows = self.db.run_sql(
+            "SELECT sha FROM {canary_events} WHERE repo = %(repo)s AND environment = %(env)s"
+            " AND checksum = %(checksum)s ORDER BY at_ms DESC LIMIT 1",
+            {"repo": _key(repo), "env": environment, "checksum": checksum},
+        )
+        return str(rows[0]["sha"]) if rows else None
+
+    def canary_events(
+        self, repo: str, environment: str, sha: str, limit: int = 100
+    ) -> list[CanaryEvent]:
+        """The deployment's canary events, oldest first (the newest `limit`)."""
+        rows = self.db.run_sql(
+            "SELECT at_ms, phase, name, namespace, checksum, message, event_type"
+            " FROM {canary_events} WHERE repo = %(repo)s AND environment = %(env)s"
+            " AND sha = %(sha)s ORDER BY at_ms DESC LIMIT %(limit)s",
+            {"repo": _key(repo), "env": environment, "sha": sha, "limit": int(limit)},
+        )
+        events = [
+            CanaryEvent(
+                name=str(r["name"]),
+                namespace=str(r["namespace"]),
+                phase=str(r["phase"]),
+                checksum=str(r["checksum"]),
+                message=str(r["message"]),
+                event_type=str(r["event_type"]),
+                timestamp_ms=int(r["at_ms"]),
+            )
+            for r in rows
+        ]
+        return sorted(events, key=lambda e: e.timestamp_ms)
+
+
+def _deployment(repo: str, row: Mapping[str, Any]) -> DeploymentRecord:
+    return DeploymentRecord(
+        repo=repo,
+        environment=str(row["environment"]),
+        sha=str(row["sha"]),
+        deployment_id=int(row["deployment_id"]),
+        number=int(row["number"]),
+        meta=json.loads(row["meta"]),
+        approvers=tuple(str(a) for a in json.loads(row["approvers"])),
+        state=str(row["state"]),
+        created_at=float(row["created_at"]),
+        rollback_number=int(row["rollback_number"]),
+    )

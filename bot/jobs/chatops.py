@@ -25,6 +25,7 @@ from bot.jobs.publish import list_env_prs, publish_on_default_branch
 from bot.jobs.registry import (
     RegistryFacts,
     check_promote_from,
+    check_soak,
     refuse_backwards,
     resolve_source,
 )
@@ -242,6 +243,7 @@ def _promote(deps: Deps, ctx: CommentContext, state: RepoState, cmd: Promote, ma
             source_note=note,
         )
     check_promote_from(state, model, env, request.version)
+    check_soak(deps, ctx.repo, state.config, model, env, request.version)
     if cmd.model is None:
         open_prs = _refuse_downgrade(deps, ctx, state, model, env, request.version, cmd)
     refusal = unservable(env, model, request.source_uri)
@@ -341,7 +343,7 @@ def _rollback(
     if cmd.version is not None:
         _check_version(model, cmd.version)
     current = read_deployed(state.snapshot, model, env)
-    version, source = _version_from_history(deps, state, model, env, current.version, cmd.version)
+    version, source = version_from_history(deps, state, model, env, current.version, cmd.version)
     request = PromotionRequest(
         model=model.name,
         version=version,
@@ -370,7 +372,7 @@ def _rollback_model(deps: Deps, ctx: CommentContext, state: RepoState) -> Model:
     )
 
 
-def _version_from_history(
+def version_from_history(
     deps: Deps,
     state: RepoState,
     model: Model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,9 @@ class Deps:
     on_merged: Callable[[Mapping[str, object], int], object] | None = None
     # a registry event refused (kind, e.g. "stale_version"): counted in the metrics
     on_refused: Callable[[str], None] | None = None
+    clock: Callable[[], float] = time.time  # injected in tests: soak times, deployment ages
+    argocd_url: str = ""  # Argo CD's web UI, for the deployments' log links
+    argocd: Any | None = None  # bot.gateways.argocd.ArgoCDClient: the reconcile loop asks it
 
 
 def promotion_of(deps: Deps, repo: str, pr: PullRequestIdentity) -> PromotionRecord | None:

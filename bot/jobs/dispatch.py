@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bot.core.canary import CanaryEvent, parse_flagger
 from bot.core.events import (
     AliasCreated,
     CheckEvent,
@@ -20,12 +22,15 @@ from bot.core.events import (
     TagSet,
     event_from_payload,
 )
+from bot.core.feedback import ArgoNotification, parse_argocd
 from bot.core.github_port import GitHubAppPort, GitHubPort
 from bot.core.triggers import RegistryEvent
 from bot.core.types import Config
 from bot.gateways.records import PromotionRecords
-from bot.jobs.chain import promote_next
+from bot.jobs.canary import handle_flagger
+from bot.jobs.chain import promote_next, promote_soaked
 from bot.jobs.chatops import CommentContext, handle_comment
+from bot.jobs.deployments import handle_argocd
 from bot.jobs.deps import Deps, FreshPr, promotion_of
 from bot.jobs.merge_gate import evaluate_pr, find_open_prs_for_sha
 from bot.jobs.reconcile import reconcile_repo
@@ -47,6 +52,9 @@ class Services:
     on_refused: Callable[[str], None] | None = None
     bot_login: str | None = None
     app_slug: str | None = None
+    clock: Callable[[], float] = time.time
+    argocd_url: str = ""
+    argocd: Any | None = None  # bot.gateways.argocd.ArgoCDClient
 
 
 def registry_event(event: Any) -> tuple[RegistryEvent, str, str] | None:
@@ -84,6 +92,9 @@ def job_deps(services: Services, client: GitHubPort) -> Deps:
         mlflow=services.mlflow,
         bot_login=services.bot_login,
         on_refused=services.on_refused,
+        clock=services.clock,
+        argocd_url=services.argocd_url,
+        argocd=services.argocd,
     )
 
 
@@ -130,6 +141,26 @@ def handle_job(services: Services, kind: str, repo: str | None, payload: dict[st
         if repo:
             deps = job_deps(services, _client(services, repo, None))
             reconcile_repo(replace(deps, on_merged=_on_merged(deps, repo)), repo)
+        return
+    if kind == ArgoNotification.KIND:
+        if not repo:
+            raise ValueError("Argo CD job without a target repository")
+        deps = job_deps(services, _client(services, repo, None))
+        state = load_repo_state(deps.client, repo)
+        outcome = handle_argocd(deps, repo, state.config, parse_argocd(payload))
+        log.info("%s: Argo CD notification %s", repo, outcome)
+        if outcome == "recorded":  # a soak time may be over already (a late report)
+            chained = replace(deps, on_merged=_on_merged(deps, repo, [state.config]))
+            promote_soaked(chained, repo, state.config, lambda: state)
+        return
+    if kind == CanaryEvent.KIND:
+        if not repo:
+            raise ValueError("Flagger job without a target repository")
+        deps = job_deps(services, _client(services, repo, None))
+        state = load_repo_state(deps.client, repo)
+        chained = replace(deps, on_merged=_on_merged(deps, repo, [state.config]))
+        outcome = handle_flagger(chained, repo, state.config, parse_flagger(payload), lambda: state)
+        log.info("%s: Flagger event %s", repo, outcome)
         return
     event = event_from_payload(payload)
     registry = registry_event(event)
@@ -187,6 +218,7 @@ def _pull_request(deps: Deps, event: PullRequestEvent) -> None:
     if event.action == "closed":
         promotion = promotion_of(deps, repo, event) if event.merged else None
         if promotion is not None:  # a human clicked "Merge" on a promotion PR
+            _gate(deps, repo, [number])  # merged: its deployment and comment, once
             _on_merged(deps, repo)(promotion.meta, number)
         return
     if event.action not in RENDER_ACTIONS:

@@ -21,6 +21,7 @@ from bot.core.errors import TransientError
 from bot.core.github_port import (
     BaseModifiedError,
     CheckInfo,
+    GitHubError,
     GitHubPort,
     MergeConflictError,
     MergeNotAllowedError,
@@ -30,6 +31,7 @@ from bot.core.github_port import (
 from bot.core.templating import render_template
 from bot.core.types import Config, Environment
 from bot.gateways.records import PromotionRecord
+from bot.jobs.deployments import MERGED_MARKER, NO_DEPLOYMENTS, announce, ensure_deployment
 from bot.jobs.deps import Deps, FreshPr, promotion_of
 from bot.jobs.pr_diff import render_pull_request
 from bot.jobs.replies import upsert_reply
@@ -37,7 +39,6 @@ from bot.jobs.replies import upsert_reply
 log = logging.getLogger(__name__)
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-MERGED_MARKER = "<!-- gitops-bot:merged -->"
 MERGE_BLOCKED_MARKER = "<!-- gitops-bot:merge-blocked -->"
 MERGE_REFUSED = "merge-refused"  # a record flag: the merge-blocked comment exists
 
@@ -198,12 +199,18 @@ def evaluate_pr(
         if callable(config):
             config = config()
         if pr.merged:
-            if promotion is not None and not _has_comment(client, repo, number, MERGED_MARKER):
-                # the merge landed but the job died before saying so: say it now, once
-                environment = config.environment(promotion.environment)
-                if environment is not None:
-                    sha = pr.merge_commit_sha or ""
-                    announce_merge(client, repo, number, promotion.meta, environment, config, sha)
+            environment = (
+                config.environment(promotion.environment) if promotion is not None else None
+            )
+            sha = pr.merge_commit_sha or ""
+            if promotion is not None and environment is not None:
+                # the merge landed but the job died before its deployment and comment were
+                # done: finish them now, once (a merge older than deployments has a comment
+                # and no record: left alone)
+                record = deps.records.deployment(repo, environment.name, sha) if sha else None
+                unfinished = record is not None and not (record.deployment_id and record.state)
+                if unfinished or not _has_comment(client, repo, number, MERGED_MARKER):
+                    announce_merge(deps, repo, number, promotion.meta, environment, config, sha)
             return GateResult(
                 number, None, merged_sha=pr.merge_commit_sha or "", message="already merged"
             )
@@ -299,7 +306,7 @@ def evaluate_pr(
             environment = config.environment(promotion.environment)
             assert environment is not None  # checked above
             announce_merge(
-                client,
+                deps,
                 repo,
                 number,
                 promotion.meta,
@@ -354,7 +361,7 @@ def _has_comment(client: GitHubPort, repo: str, number: int, marker: str) -> boo
 
 
 def announce_merge(
-    client: GitHubPort,
+    deps: Deps,
     repo: str,
     number: int,
     meta: Mapping[str, object],
@@ -365,23 +372,24 @@ def announce_merge(
     *,
     fresh: bool = False,
 ) -> None:
-    """The "Deployed" comment: what went where, and what may follow. `fresh`: the PR was
-    opened by this job, so it holds no such comment yet."""
-    upsert_reply(
-        client,
-        repo,
-        number,
-        MERGED_MARKER,
-        "merged.md.j2",
-        absent=fresh,
-        meta=meta,
-        environment=environment,
-        merge_sha=sha,
+    """After a promotion merged: its GitHub deployment (once), then the "Merged" comment.
+    `fresh`: the PR was opened by this job, so it holds no such comment yet."""
+    record = None
+    if sha:
+        try:
+            record = ensure_deployment(deps, repo, environment, sha, number, meta, approvers)
+        except GitHubError as exc:
+            if exc.status not in NO_DEPLOYMENTS:
+                raise
+            # an installation that has not accepted the `deployments` permission yet: the
+            # merge is still announced (and followed up); the deployment comes with a rerun
+            log.warning("%s#%s: no GitHub deployment (%s): %s", repo, number, exc.status, exc)
+        else:
+            approvers = approvers or record.approvers
+    announce(
+        deps, repo, record, environment, config, number=number, meta=meta, sha=sha, fresh=fresh,
         approvers=approvers,
-        next_environments=[
-            e.name for e in config.environments if e.promote_from == environment.name
-        ],
-    )
+    )  # fmt: skip
 
 
 def find_open_prs_for_sha(client: GitHubPort, repo: str, sha: str) -> list[int]:

@@ -7,9 +7,12 @@ import logging
 
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError, TransientError
+from bot.core.feedback import notification_from_application
 from bot.core.ordering import downgrade
 from bot.core.triggers import RegistryEvent
-from bot.core.types import Environment, Model, Trigger
+from bot.core.types import Config, Environment, Model, Trigger
+from bot.jobs.chain import promote_soaked
+from bot.jobs.deployments import handle_argocd
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
 from bot.jobs.publish import list_env_prs
@@ -37,6 +40,11 @@ def reconcile_repo(deps: Deps, repo: str) -> dict[str, int]:
         result = evaluate_pr(deps, repo, pr.number, state.config)
         stats["evaluated"] += 1
         stats["merged"] += bool(result.merged_sha)
+    # notifications that never came: ask Argo CD what each mapped application runs
+    if deps.argocd is not None:
+        stats["argocd_polled"] = poll_argocd(deps, repo, state.config)
+    # soak times end without any event: open what `auto_promote` waited for
+    stats["soaked_prs"] = len(promote_soaked(deps, repo, state.config, lambda: state))
     if deps.mlflow is None:
         return stats
     for trigger in state.config.triggers:
@@ -61,6 +69,32 @@ def reconcile_repo(deps: Deps, repo: str) -> dict[str, int]:
             key = "alias_prs" if event.kind == ALIAS_EVENT else "version_prs"
             stats[key] = stats.get(key, 0) + len(published)
     return stats
+
+
+def poll_argocd(deps: Deps, repo: str, config: Config) -> int:
+    """Apply what Argo CD's API says about every mapped application as if it had been
+    notified (the same ordering and duplicate rules hold); returns how many it read."""
+    assert deps.argocd is not None
+    read = 0
+    for env in config.environments:
+        if not env.argocd_application:
+            continue
+        try:
+            app = deps.argocd.application(env.argocd_application)
+            note = notification_from_application(app)
+        except TransientError:
+            raise
+        except BotError as exc:  # unknown application, no permission, not an application
+            log.warning("%s: cannot read Argo CD application %s: %s", repo,
+                        env.argocd_application, exc)  # fmt: skip
+            continue
+        if note.application != env.argocd_application:
+            log.warning("%s: Argo CD answered for %s with %s", repo, env.argocd_application,
+                        note.application)  # fmt: skip
+            continue
+        handle_argocd(deps, repo, config, note)
+        read += 1
+    return read
 
 
 def _registry_target(

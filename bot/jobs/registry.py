@@ -8,13 +8,14 @@ from typing import Any
 
 from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, PlanError
+from bot.core.feedback import Soak, soak_status
 from bot.core.github_port import PullRequestInfo
 from bot.core.grammar import source_problem, version_problem
 from bot.core.locations import map_artifacts_uri, scheme_of, unservable
 from bot.core.ordering import INVALID_SOURCE, INVALID_VERSION, Refusal, downgrade, stale_alias
 from bot.core.promotion import build_plan
 from bot.core.triggers import RegistryEvent, match_triggers
-from bot.core.types import Environment, Model, PromotionRequest
+from bot.core.types import Config, Environment, Model, PromotionRequest
 from bot.jobs.deps import Deps
 from bot.jobs.merge_gate import evaluate_pr
 from bot.jobs.publish import Published, list_env_prs, publish_on_default_branch
@@ -90,6 +91,40 @@ def check_promote_from(state: RepoState, model: Model, env: Environment, version
             f"({upstream.name} deploys {live} on {state.default_branch}); "
             f"{env.name} only takes versions promoted from {upstream.name}."
         )
+
+
+def soak_of(
+    deps: Deps, repo: str, config: Config, model: Model, env: Environment, version: str
+) -> Soak:
+    """Has `env`'s upstream run `model` v`version` healthy for `env`'s soak time (per the
+    bot's record of Argo CD's notifications and of its own deployments)?"""
+    upstream = config.environment(env.promote_from) if env.promote_from else None
+    if upstream is None or env.healthy_for_s <= 0:
+        return Soak(True)
+    health = deps.records.health(repo, upstream.name)
+    live = None
+    if health is not None and health.ours:
+        record = deps.records.deployment(repo, upstream.name, health.revision)
+        if record is not None:
+            live = (record.model, record.version)
+    return soak_status(
+        health,
+        upstream=upstream.name,
+        model=model.name,
+        version=version,
+        revision_version=live,
+        healthy_for_s=env.healthy_for_s,
+        now=deps.clock(),
+    )
+
+
+def check_soak(
+    deps: Deps, repo: str, config: Config, model: Model, env: Environment, version: str
+) -> None:
+    """With `promote_from: {env, healthy_for}`, refuse until the soak time is over."""
+    soak = soak_of(deps, repo, config, model, env, version)
+    if not soak.done:
+        raise PlanError(f"Not promoting {model.name} v{version} to {env.name} yet: {soak.reason}.")
 
 
 def open_promotion_versions(
@@ -175,6 +210,7 @@ def handle_registry_event(
             record_refusal(deps, repo, match.model, env, facts.event.version[:64], refused)
             continue
         check_promote_from(state, match.model, env, facts.event.version)
+        check_soak(deps, repo, state.config, match.model, env, facts.event.version)
         open_prs = list_env_prs(client, repo, env.name)
         version = facts.event.version
         refusal = refuse_backwards(deps, repo, state, match.model, env, version, open_prs)

@@ -15,6 +15,7 @@ from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from bot.core.canary import parse_flagger
 from bot.core.events import (
     Ignored,
     PayloadError,
@@ -24,6 +25,7 @@ from bot.core.events import (
     parse_github,
     parse_mlflow,
 )
+from bot.core.feedback import parse_argocd
 from bot.core.signatures import (
     DATABRICKS_HEADER,
     GITHUB_HEADER,
@@ -65,6 +67,12 @@ class WebSettings(Protocol):
     def timestamp_tolerance_s(self) -> float: ...
     @property
     def metrics_token(self) -> object: ...
+    @property
+    def argocd_webhook_secret(self) -> object: ...
+    @property
+    def argocd_target_repos(self) -> tuple[str, ...]: ...
+    @property
+    def flagger_webhook_token(self) -> object: ...
 
 
 class Rejected(Exception):
@@ -214,6 +222,18 @@ def json_body(body: dict[str, Any]) -> bytes:
     return (json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n").encode()
 
 
+_GITHUB_REPO_URL = re.compile(
+    r"(?:https://[^/@\s]+/|git@[^:/\s]+:|ssh://git@[^/\s]+/)([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)"
+    r"(?:\.git)?/?"
+)
+
+
+def _repo_of_url(url: str) -> str:
+    """`owner/name` (lower case) of a git URL Argo CD syncs from, or "" when not one."""
+    found = _GITHUB_REPO_URL.fullmatch(url.strip())
+    return found.group(1).lower() if found else ""
+
+
 def _signature_rejection(exc: SignatureError) -> NoReturn:
     outcome = "rejected_timestamp" if exc.problem in ("expired", "future") else "rejected_signature"
     _reject(401, exc.reason, outcome)
@@ -240,6 +260,9 @@ def create_app(
     tolerance = float(settings.timestamp_tolerance_s or DEFAULT_TOLERANCE_S)
     m = metrics if metrics is not None else Metrics()
     metrics_token = secret_bytes(settings.metrics_token)
+    argocd_secret = secret_bytes(getattr(settings, "argocd_webhook_secret", None))
+    argocd_repos = tuple(getattr(settings, "argocd_target_repos", ()) or target_repos)
+    flagger_token = secret_bytes(getattr(settings, "flagger_webhook_token", None))
 
     app = Flask(__name__)
     # one byte more than we accept: Werkzeug cuts a chunked body at this limit without a
@@ -380,6 +403,120 @@ def create_app(
             return respond(source, "duplicate", 200, {"status": "duplicate"})
         log.info("queued %s %s delivery %s for %d repos", source, event.KIND, g.delivery, queued)
         return respond(source, "queued", 202, {"status": "queued", "jobs": queued})
+
+    # ------------------------------------------------------------------ Argo CD
+
+    def argocd() -> Response:
+        if not argocd_secret:
+            _reject(
+                503,
+                "argocd webhooks are not enabled: ARGOCD_WEBHOOK_SECRET is not configured",
+                "rejected_unconfigured",
+            )
+        body = _read_body(max_body)
+        header = request.headers.get("Authorization")
+        if not header or not header.strip():
+            _reject(
+                401,
+                "missing Authorization header (Argo CD's webhook service must send "
+                "'Authorization: Bearer <ARGOCD_WEBHOOK_SECRET>')",
+                "rejected_signature",
+            )
+        if not bearer_matches(header, argocd_secret):
+            _reject(
+                401, "Authorization is not 'Bearer <the configured secret>'", "rejected_signature"
+            )
+        payload = _json_object(body)
+        try:
+            note = parse_argocd(payload)
+        except PayloadError as exc:
+            _reject(400, f"malformed argocd payload: {exc}", "rejected_payload")
+        if not argocd_repos:
+            _reject(
+                503,
+                "no target repository configured for Argo CD notifications "
+                "(ARGOCD_TARGET_REPOS or MLFLOW_TARGET_REPOS)",
+                "rejected_unconfigured",
+            )
+        named = _repo_of_url(note.repo_url)
+        repos = [r for r in argocd_repos if r.lower() == named] if named else []
+        # Argo CD sends no delivery id: identical bodies within a minute are one delivery
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        g.delivery = f"argocd:{digest[:16]}"
+        queued = 0
+        for repo in repos or argocd_repos:
+            queued += enqueue(
+                NewJob(
+                    delivery_id=f"argocd:{digest}:{int(clock() // 60)}:{repo}",
+                    source="argocd",
+                    kind=note.KIND,
+                    repo=repo,
+                    payload=note.to_payload(),
+                )
+            )
+        if not queued:
+            return respond("argocd", "duplicate", 200, {"status": "duplicate"})
+        log.info("queued argocd notification %s for %d repos", g.delivery, queued)
+        return respond("argocd", "queued", 202, {"status": "queued", "jobs": queued})
+
+    # ------------------------------------------------------------------ Flagger
+
+    def flagger() -> Response:
+        if not flagger_token:
+            _reject(
+                503,
+                "flagger webhooks are not enabled: FLAGGER_WEBHOOK_TOKEN is not configured",
+                "rejected_unconfigured",
+            )
+        body = _read_body(max_body)
+        # Flagger sends no headers of its own: the token travels in the webhook URL
+        supplied = request.args.get("token", "").encode("utf-8", "replace")
+        if not supplied:
+            _reject(
+                401,
+                "missing token (point Flagger's event webhook at "
+                "/webhooks/flagger?token=<FLAGGER_WEBHOOK_TOKEN>)",
+                "rejected_signature",
+            )
+        if not hmac.compare_digest(supplied, flagger_token):
+            _reject(401, "token is not the configured FLAGGER_WEBHOOK_TOKEN", "rejected_signature")
+        payload = _json_object(body)
+        try:
+            event = parse_flagger(payload)
+        except PayloadError as exc:
+            _reject(400, f"malformed flagger payload: {exc}", "rejected_payload")
+        if not argocd_repos:
+            _reject(
+                503,
+                "no target repository configured for Flagger events "
+                "(ARGOCD_TARGET_REPOS or MLFLOW_TARGET_REPOS)",
+                "rejected_unconfigured",
+            )
+        digest = hashlib.sha256(body).hexdigest()[:32]  # the body carries Flagger's timestamp
+        g.delivery = f"flagger:{digest[:16]}"
+        queued = 0
+        for repo in argocd_repos:
+            queued += enqueue(
+                NewJob(
+                    delivery_id=f"flagger:{digest}:{repo}",
+                    source="flagger",
+                    kind=event.KIND,
+                    repo=repo,
+                    payload=event.to_payload(),
+                )
+            )
+        if not queued:
+            return respond("flagger", "duplicate", 200, {"status": "duplicate"})
+        log.info("queued flagger event %s for %d repos", g.delivery, queued)
+        return respond("flagger", "queued", 202, {"status": "queued", "jobs": queued})
+
+    @app.post("/webhooks/flagger")
+    def flagger_webhook() -> Response:
+        return guarded("flagger", flagger)
+
+    @app.post("/webhooks/argocd")
+    def argocd_webhook() -> Response:
+        return guarded("argocd", argocd)
 
     @app.post("/webhooks/github")
     def github_webhook() -> Response:

@@ -25,8 +25,8 @@ class Metrics:
     """All gitops-bot metrics, registered on one (non-global) CollectorRegistry.
 
     Label sets (keep values from a small fixed vocabulary, never user input):
-    - deliveries{source, outcome}: source github|mlflow|databricks; outcome queued|duplicate|
-      ignored|pong|rejected_<reason>
+    - deliveries{source, outcome}: source github|mlflow|databricks|argocd|flagger; outcome
+      queued|duplicate|ignored|pong|rejected_<reason>
     - request_duration{endpoint}: Flask route rule, or "unmatched"
     - jobs{kind, outcome}: outcome done|retry|failed
     - job_duration{kind}

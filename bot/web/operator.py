@@ -18,8 +18,10 @@ import jinja2
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from bot.core.approval import PullRequestFacts, Review, evaluate_merge, latest_opinions
+from bot.core.canary import latest
 from bot.core.deployed import Deployed, read_deployed
 from bot.core.errors import BotError
+from bot.core.feedback import format_duration
 from bot.core.templating import clip, templates_dir
 from bot.core.types import Config, Environment
 from bot.gateways.queue import STATUSES, JobQueue
@@ -52,6 +54,22 @@ APPROVAL_STATES = ("ready", "changes_requested", "needs_approval", "blocked", "u
 
 
 @dataclass(frozen=True)
+class LiveOverview:
+    """What runs in an environment after the merge, as Argo CD and Flagger told the bot."""
+
+    application: str = ""  # the Argo CD application ("" when none reported yet)
+    revision: str = ""  # the commit Argo CD runs
+    ours: bool = False  # a merge commit of a promotion the bot merged
+    sync_status: str = ""
+    health_status: str = ""
+    healthy_for: str = ""  # e.g. "2h 5m" (empty when not healthy)
+    deployment_state: str = ""  # of the environment's newest GitHub deployment
+    deployment_version: str = ""  # what that deployment rolls out
+    deployment_age: str = ""  # e.g. "3h 10m"
+    canary_phase: str = ""  # Flagger's latest phase for that deployment
+
+
+@dataclass(frozen=True)
 class EnvOverview:
     name: str
     path: str
@@ -59,6 +77,44 @@ class EnvOverview:
     approvals_text: str  # e.g. "1 approval from @alice or team ml-platform"
     deployed: list[Deployed]
     promote_from: str | None = None
+    live: LiveOverview | None = None  # None: no deployment or feedback recorded yet
+
+
+def live_overview(
+    records: PromotionRecords, repo: str, environment: Environment, now: float
+) -> LiveOverview | None:
+    """The environment's revision, health, canary phase and deployment age, from the
+    bot's own records (no GitHub call)."""
+    health = records.health(repo, environment.name)
+    newest = next(iter(records.deployments(repo, environment.name, limit=1)), None)
+    if health is None and newest is None:
+        return None
+    live = LiveOverview()
+    if health is not None:
+        live = dataclasses.replace(
+            live,
+            application=health.application,
+            revision=health.revision[:12],
+            ours=health.ours,
+            sync_status=health.sync_status,
+            health_status=health.health_status,
+            healthy_for=(
+                format_duration(now - health.healthy_since)
+                if health.healthy_since is not None
+                else ""
+            ),
+        )
+    if newest is not None:
+        events = records.canary_events(repo, environment.name, newest.sha)
+        phase = latest(events)
+        live = dataclasses.replace(
+            live,
+            deployment_state=newest.state or "queued",
+            deployment_version=newest.version,
+            deployment_age=format_duration(now - newest.created_at),
+            canary_phase=phase.phase if phase is not None else "",
+        )
+    return live
 
 
 @dataclass(frozen=True)
@@ -224,7 +280,15 @@ class GitHubOperatorData:
     def _load(self, repo: str) -> RepoOverview:
         client = self.app.client_for_repo(repo)
         state = load_repo_state(client, repo)
-        environments = environment_overviews(state.config, state.snapshot)
+        now = self._wall_clock()
+        environments = [
+            dataclasses.replace(overview, live=live_overview(self.records, repo, environment, now))
+            for overview, environment in zip(
+                environment_overviews(state.config, state.snapshot),
+                state.config.environments,
+                strict=True,
+            )
+        ]
         prs = sorted(
             client.list_open_prs(repo, head_prefix=PROMOTION_PREFIX),
             key=lambda p: p.number,

@@ -26,6 +26,8 @@ from .scenario import ScenarioMixin
 from .state import (
     CheckRun,
     Comment,
+    Deployment,
+    DeploymentStatus,
     Issue,
     Pull,
     Reaction,
@@ -186,6 +188,7 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
         self.validation_errors: list[str] = []
         self.response_errors: list[str] = []
         self.signed_commits: set[str] = set()
+        self.deployment_requests: list[tuple[str, dict[str, Any]]] = []  # (repo, request body)
         self._faults: list[Fault] = []
         self._pauses: list[Pause] = []
         self._archives: dict[str, tuple[str, str]] = {}
@@ -1270,6 +1273,129 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
             "commit_url": f"{api}/commits/{sha}",
             "url": f"{api}/commits/{sha}/status",
         }
+
+    # -- deployments -----------------------------------------------------------------------
+
+    @op("POST", "/repos/{owner}/{repo}/deployments")
+    def _create_deployment(self, req: Req) -> tuple[int, Any]:
+        r = req.repo
+        assert r
+        b = req.body
+        sha = self._resolve(r, b["ref"])
+        if sha is None:
+            raise _unprocessable(f"No ref found for: {b['ref']}")
+        required = b.get("required_contexts")
+        if required is None or required:
+            latest: dict[str, str] = {}
+            for status in sorted((x for x in r.statuses if x.sha == sha), key=lambda x: x.id):
+                latest[status.context] = status.state
+            wanted = required if required is not None else list(latest)
+            failing = [c for c in wanted if latest.get(c) != "success"]
+            if failing:
+                raise HttpError(409, f"Conflict: Commit status checks failed for {b['ref']}.")
+        environment = b.get("environment", "production")
+        payload = b.get("payload", "")
+        if isinstance(payload, str) and payload:
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                raise _unprocessable("Invalid request.\n\npayload is not valid JSON.") from None
+        d = Deployment(
+            self._id(),
+            sha,
+            b["ref"],
+            b.get("task", "deploy"),
+            environment,
+            payload if payload != "" else {},
+            b.get("description", ""),
+            self.bot_login,
+            now(),
+            transient_environment=bool(b.get("transient_environment", False)),
+            production_environment=bool(
+                b.get("production_environment", environment == "production")
+            ),
+        )
+        self.deployment_requests.append((r.full_name, dict(b)))
+        r.deployments[d.id] = d
+        return 201, shapes.deployment(req.u, r, d, self.app_info)
+
+    @op("GET", "/repos/{owner}/{repo}/deployments")
+    def _list_deployments(self, req: Req) -> tuple[int, Any]:
+        r = req.repo
+        assert r
+        items = sorted(r.deployments.values(), key=lambda d: -d.id)  # newest first
+        for key in ("sha", "ref", "task", "environment"):
+            if key in req.query:
+                items = [d for d in items if getattr(d, key) == req.query[key]]
+        return 200, [shapes.deployment(req.u, r, d, self.app_info) for d in self._page(req, items)]
+
+    def _deployment(self, req: Req) -> Deployment:
+        assert req.repo
+        d = req.repo.deployments.get(int(req.params["deployment_id"]))
+        if d is None:
+            raise HttpError(404, NOT_FOUND)
+        return d
+
+    @op("POST", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses")
+    def _create_deployment_status(self, req: Req) -> tuple[int, Any]:
+        r = req.repo
+        assert r
+        d = self._deployment(req)
+        b = req.body
+        description = b.get("description", "")
+        if len(description) > 140:
+            raise _unprocessable(
+                "Validation Failed",
+                errors=[{"resource": "DeploymentStatus", "code": "custom", "field": "description",
+                         "message": "description is too long (maximum is 140 characters)"}],
+            )  # fmt: skip
+        log_url = b.get("log_url", b.get("target_url", ""))
+        status = DeploymentStatus(
+            self._id(),
+            b["state"],
+            description,
+            b.get("environment", d.environment),
+            log_url,
+            b.get("environment_url", ""),
+            self.bot_login,
+            now(),
+        )
+        d.statuses.append(status)
+        if status.state == "success" and b.get("auto_inactive", True):
+            # GitHub: prior non-transient, non-production deployments of the environment that
+            # had a success state get an `inactive` status
+            for other in r.deployments.values():
+                if (
+                    other.id < d.id
+                    and other.environment == d.environment
+                    and not other.transient_environment
+                    and not other.production_environment
+                    and other.statuses
+                    and other.statuses[-1].state == "success"
+                ):
+                    other.statuses.append(
+                        DeploymentStatus(
+                            self._id(),
+                            "inactive",
+                            "",
+                            other.environment,
+                            "",
+                            "",
+                            self.bot_login,
+                            now(),
+                        )
+                    )
+        return 201, shapes.deployment_status(req.u, r, d, status, self.app_info)
+
+    @op("GET", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses")
+    def _list_deployment_statuses(self, req: Req) -> tuple[int, Any]:
+        r = req.repo
+        assert r
+        d = self._deployment(req)
+        items = sorted(d.statuses, key=lambda s: -s.id)  # newest first
+        return 200, [
+            shapes.deployment_status(req.u, r, d, s, self.app_info) for s in self._page(req, items)
+        ]
 
     # -- authorisation ---------------------------------------------------------------------
 

@@ -282,6 +282,22 @@ class ScenarioMixin:
                 if c.head_sha == sha
             ]
 
+    def deployments(self, repo: str) -> list[dict[str, Any]]:
+        """Every deployment of the repository, oldest first, each with its `statuses` (oldest
+        first) as GitHub would list them."""
+        with self._lock:  # type: ignore[attr-defined]
+            r = self.repo(repo)  # type: ignore[attr-defined]
+            u = self._urls()
+            app_info = self.app_info  # type: ignore[attr-defined]
+            out = []
+            for d in sorted(r.deployments.values(), key=lambda d: d.id):
+                item = shapes.deployment(u, r, d, app_info)
+                item["statuses"] = [
+                    shapes.deployment_status(u, r, d, s, app_info) for s in d.statuses
+                ]
+                out.append(item)
+            return out
+
     def calls_to(self, method: str, path_regex: str) -> list[Any]:
         """Logged calls with this method whose API path matches `path_regex` (re.search)."""
         rx = re.compile(path_regex)

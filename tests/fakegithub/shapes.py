@@ -7,11 +7,25 @@ import zlib
 from typing import Any
 
 from .gitrepo import CommitInfo
-from .state import CheckRun, Comment, Issue, Reaction, Repo, Review, Status, Urls, iso, node_id
+from .state import (
+    CheckRun,
+    Comment,
+    Deployment,
+    DeploymentStatus,
+    Issue,
+    Reaction,
+    Repo,
+    Review,
+    Status,
+    Urls,
+    iso,
+    node_id,
+)
 
 APP_PERMISSIONS = {
     "checks": "write",
     "contents": "write",
+    "deployments": "write",
     "issues": "write",
     "members": "read",
     "metadata": "read",
@@ -660,4 +674,52 @@ def private_user(u: Urls, login: str) -> dict[str, Any]:
         "disk_usage": 0,
         "collaborators": 0,
         "two_factor_authentication": True,
+    }
+
+
+def deployment(u: Urls, r: Repo, d: Deployment, app_info: dict[str, Any]) -> dict[str, Any]:
+    api = f"{u.api}/repos/{r.full_name}/deployments/{d.id}"
+    updated = max([d.created_at, *(s.created_at for s in d.statuses)])
+    return {
+        "url": api,
+        "id": d.id,
+        "node_id": node_id("Deployment", d.id),
+        "sha": d.sha,
+        "ref": d.ref,
+        "task": d.task,
+        "payload": d.payload,
+        "original_environment": d.environment,
+        "environment": d.environment,
+        "description": d.description,
+        "creator": user(u, d.creator),
+        "created_at": iso(d.created_at),
+        "updated_at": iso(updated),
+        "statuses_url": f"{api}/statuses",
+        "repository_url": f"{u.api}/repos/{r.full_name}",
+        "transient_environment": d.transient_environment,
+        "production_environment": d.production_environment,
+        "performed_via_github_app": app(u, app_info),
+    }
+
+
+def deployment_status(
+    u: Urls, r: Repo, d: Deployment, s: DeploymentStatus, app_info: dict[str, Any]
+) -> dict[str, Any]:
+    api = f"{u.api}/repos/{r.full_name}/deployments/{d.id}"
+    return {
+        "url": f"{api}/statuses/{s.id}",
+        "id": s.id,
+        "node_id": node_id("DeploymentStatus", s.id),
+        "state": s.state,
+        "creator": user(u, s.creator),
+        "description": s.description,
+        "environment": s.environment,
+        "target_url": s.log_url,
+        "created_at": iso(s.created_at),
+        "updated_at": iso(s.created_at),
+        "deployment_url": api,
+        "repository_url": f"{u.api}/repos/{r.full_name}",
+        "environment_url": s.environment_url,
+        "log_url": s.log_url,
+        "performed_via_github_app": app(u, app_info),
     }

@@ -132,6 +132,34 @@ class Status:
 
 
 @dataclass
+class DeploymentStatus:
+    id: int
+    state: str
+    description: str
+    environment: str
+    log_url: str
+    environment_url: str
+    creator: str
+    created_at: int
+
+
+@dataclass
+class Deployment:
+    id: int
+    sha: str
+    ref: str
+    task: str
+    environment: str
+    payload: Any
+    description: str | None
+    creator: str
+    created_at: int
+    transient_environment: bool = False
+    production_environment: bool = False
+    statuses: list[DeploymentStatus] = field(default_factory=list)
+
+
+@dataclass
 class Repo:
     owner: str
     name: str
@@ -147,6 +175,7 @@ class Repo:
     labels: dict[str, int] = field(default_factory=dict)  # name -> id
     check_runs: dict[int, CheckRun] = field(default_factory=dict)
     statuses: list[Status] = field(default_factory=list)
+    deployments: dict[int, Deployment] = field(default_factory=dict)
     permissions: dict[str, str] = field(default_factory=dict)
     logins_by_email: dict[str, str] = field(default_factory=dict)
 
