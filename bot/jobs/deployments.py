@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from bot.core.errors import BotError, TransientError
 from bot.core.feedback import (
     ArgoNotification,
     EnvironmentHealth,
@@ -83,6 +84,31 @@ def ensure_deployment(
     return record
 
 
+ARGOCD_SYNC_FLAG = "argocd-sync"  # a PR flag: the sync of its merge commit was triggered
+
+
+def trigger_sync(deps: Deps, repo: str, environment: Environment, record: DeploymentRecord) -> str:
+    """For `argocd.sync: true`: ask Argo CD once to sync the merge commit; returns what
+    happened, for the "Merged" comment ("" when not asked for)."""
+    if not (environment.argocd_sync and environment.argocd_application):
+        return ""
+    if deps.records.has_flag(repo, record.number, ARGOCD_SYNC_FLAG):
+        return "triggered"
+    if deps.argocd is None:
+        log.warning("%s: %s asks for an Argo CD sync but ARGOCD_SERVER is not configured",
+                    repo, environment.name)  # fmt: skip
+        return "unconfigured"
+    try:
+        deps.argocd.sync(environment.argocd_application, record.sha)
+    except TransientError:
+        raise
+    except BotError as exc:
+        log.warning("%s: Argo CD sync of %s refused: %s", repo, environment.name, exc)
+        return "refused"
+    deps.records.set_flag(repo, record.number, ARGOCD_SYNC_FLAG)
+    return "triggered"
+
+
 def _with(record: DeploymentRecord, **changes: Any) -> DeploymentRecord:
     return replace(record, **changes)
 
@@ -152,8 +178,10 @@ def announce(
     meta: Mapping[str, object],
     sha: str,
     approvers: tuple[str, ...] = (),
+    sync: str = "",
 ) -> None:
-    """The PR's one "Merged" comment: what went where, what Argo CD says, what may follow."""
+    """The PR's one "Merged" comment: what went where, what Argo CD says, what may follow.
+    `sync`: what became of the Argo CD sync the bot was asked to trigger."""
     health = deps.records.health(repo, environment.name)
     state = record.state if record is not None else ""
     superseded = state == "inactive"
@@ -171,6 +199,7 @@ def announce(
         health=health,
         superseded=superseded,
         deployment_id=record.deployment_id if record is not None else 0,
+        sync=sync,
         next_environments=[
             e.name for e in config.environments if e.promote_from == environment.name
         ],

@@ -23,7 +23,13 @@ from bot.core.types import Config, Environment
 from bot.gateways.github import BaseModifiedError, MergeConflictError, MergeNotAllowedError
 from bot.gateways.github_http import GitHubError
 from bot.gateways.records import PromotionRecord
-from bot.jobs.deployments import MERGED_MARKER, NO_DEPLOYMENTS, announce, ensure_deployment
+from bot.jobs.deployments import (
+    MERGED_MARKER,
+    NO_DEPLOYMENTS,
+    announce,
+    ensure_deployment,
+    trigger_sync,
+)
 from bot.jobs.deps import Deps, promotion_of
 from bot.jobs.pr_diff import render_pull_request
 from bot.jobs.replies import upsert_reply
@@ -356,9 +362,10 @@ def announce_merge(
             log.warning("%s#%s: no GitHub deployment (%s): %s", repo, number, exc.status, exc)
         else:
             approvers = approvers or record.approvers
+    sync = trigger_sync(deps, repo, environment, record) if record is not None else ""
     announce(
         deps, repo, record, environment, config, number=number, meta=meta, sha=sha,
-        approvers=approvers,
+        approvers=approvers, sync=sync,
     )  # fmt: skip
 
 
