@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from bot.core.deployed import read_deployed
 from bot.core.errors import BotError, TransientError
 from bot.core.feedback import (
     ArgoNotification,
@@ -235,7 +236,15 @@ def handle_argocd(deps: Deps, repo: str, config: Config, note: ArgoNotification)
         )  # fmt: skip
         return "stale"
     now = deps.clock()
-    health = next_health(current, environment.name, note, ours=record is not None, now=now)
+    if record is not None:
+        runs: tuple[str, str] | None = (record.model, record.version)
+    elif current is not None and current.revision == note.revision:
+        runs = (current.model, current.version) if current.version else None
+    else:
+        runs = _carried(deps, repo, config, environment, note.revision) if note.commit else None
+    health = next_health(
+        current, environment.name, note, ours=record is not None, now=now, runs=runs
+    )
     if unchanged(current, health):
         return "duplicate"
     records.save_health(repo, health)
@@ -263,6 +272,32 @@ def handle_argocd(deps: Deps, repo: str, config: Config, note: ArgoNotification)
         sha=record.sha, approvers=record.approvers,
     )  # fmt: skip
     return "recorded"
+
+
+def _carried(
+    deps: Deps, repo: str, config: Config, environment: Environment, revision: str
+) -> tuple[str, str] | None:
+    """(model, version) of the environment's newest bot deployment when `revision`, a
+    commit the bot did not merge, still deploys that version there (a commit elsewhere in
+    the repository: Argo CD reports the branch's newest commit); None otherwise."""
+    newest = next(iter(deps.records.deployments(repo, environment.name, limit=1)), None)
+    model = config.model(newest.model) if newest is not None else None
+    if newest is None or model is None:
+        return None
+    files = sorted({f"{environment.path}/{rule.file}" for rule in model.set})
+    snapshot: dict[str, bytes] = {}
+    try:
+        for path in files:
+            content = deps.client.read_file(repo, path, revision)
+            if content is not None:
+                snapshot[path] = content
+    except TransientError:
+        raise
+    except BotError as exc:  # not a commit of this repository, after all
+        log.info("%s: cannot read %s at %s: %s", repo, environment.path, revision[:12], exc)
+        return None
+    deployed = read_deployed(snapshot, model, environment)
+    return (model.name, newest.version) if deployed.version == newest.version else None
 
 
 def _retire_previous(
