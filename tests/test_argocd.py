@@ -371,3 +371,49 @@ def test_the_reconcile_loop_reads_argo_cd_when_no_notification_came(
     assert _states(fake_github, gitops_repo, sha) == ["queued", "success"]
     assert set(seen) == {f"Bearer {ARGOCD_TOKEN}"}
     assert len(seen) == 4  # both applications, each reconcile; production's answer: 403
+
+
+def _sync_repo(fake_github, name: str) -> str:
+    config = (EXAMPLE_REPO / ".gitops-bot.yaml").read_text()
+    anchor = "      application: fraud-detection-staging   # its notifications drive the deployment"
+    assert anchor in config
+    config = config.replace(anchor, "      sync: true\n" + anchor)
+    fake_github.create_repo(name, EXAMPLE_REPO, files={".gitops-bot.yaml": config.encode()})
+    return name
+
+
+def test_a_merge_into_an_environment_asking_for_it_triggers_one_argo_cd_sync(fake_github, tmp_path):
+    import re
+
+    repo = _sync_repo(fake_github, "acme/manualsync")
+    bot = BotHarness(fake_github, tmp_path, (repo,), ARGOCD_SERVER=ARGOCD_SERVER,
+                     ARGOCD_TOKEN=ARGOCD_TOKEN)  # fmt: skip
+    bot.repo_name = repo
+    syncs: list[tuple[str, dict]] = []
+
+    def sync(request):
+        # Argo CD's API: POST /api/v1/applications/{name}/sync with an ApplicationSyncRequest
+        syncs.append((request.url.rsplit("/", 2)[-2], json.loads(request.body)))
+        return 200, {"Content-Type": "application/json"}, b"{}"
+
+    fake_github.responses_mock.add_callback(
+        "POST", re.compile(re.escape(ARGOCD_SERVER) + "/api/v1/applications/.*/sync"), callback=sync
+    )
+    pr = _merge_staging(bot)
+    sha = pr["merge_commit_sha"]
+    assert syncs == [(STAGING, {"name": STAGING, "revision": sha})]
+    assert "gitops-bot asked Argo CD to sync `fraud-detection-staging`" in _merged_comment(
+        fake_github, repo, pr["number"]
+    )
+    closed = fake_github.payload_pull_request(repo, pr["number"], "closed", sender="alice")
+    bot.deliver_github("pull_request", closed)
+    bot.drain()
+    assert bot.failed_jobs() == [] and len(syncs) == 1
+
+
+def test_without_argo_cds_api_the_comment_says_to_sync_by_hand(fake_github, tmp_path):
+    repo = _sync_repo(fake_github, "acme/nosyncapi")
+    bot = BotHarness(fake_github, tmp_path, (repo,))
+    bot.repo_name = repo
+    pr = _merge_staging(bot)
+    assert "must be synced by hand" in _merged_comment(fake_github, repo, pr["number"])

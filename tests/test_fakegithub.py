@@ -568,3 +568,59 @@ def test_user_endpoints_take_only_user_tokens(two_repos: FakeGitHub) -> None:
     assert user_get(fake, "ghu_forged", "/user").status_code == 401
     user = fake.user_token_for("alice")
     assert user_get(fake, user, "/repos/acme/alpha").status_code == 401  # not the bot's calls
+
+
+# --------------------------------------------------------------------------- deployments
+
+
+def _deploy_client(fake):
+    from bot.gateways.github import GitHubApp
+
+    app = GitHubApp(fake.app_id, fake.private_key_pem, sleep=lambda s: None)
+    return app.client_for_repo("acme/gitops")
+
+
+def test_fake_deployments_follow_githubs_rules(fake_github, gitops_repo):
+    import pytest
+    from github.GithubException import GithubException
+
+    from bot.gateways.github_http import GitHubError
+
+    client = _deploy_client(fake_github)
+    sha = fake_github.branch_sha(gitops_repo, "main")
+    kwargs = {"payload": {"v": 1}, "description": "d", "look_first": False}
+    with pytest.raises(GitHubError) as unknown:
+        client.ensure_deployment(gitops_repo, sha="f" * 40, environment="staging",
+                                 production=False, **kwargs)  # fmt: skip
+    assert unknown.value.status == 422
+    # without required_contexts GitHub checks every commit status context first
+    fake_github.set_status(gitops_repo, sha, "ci/test", "failure")
+    with pytest.raises(GithubException) as conflict:
+        client._request("POST", f"/repos/{gitops_repo}/deployments", body={"ref": sha})
+    assert conflict.value.status == 409
+    first = client.ensure_deployment(gitops_repo, sha=sha, environment="staging",
+                                     production=False, **kwargs)  # fmt: skip
+    client.set_deployment_status(gitops_repo, first, "success")
+    second = client.ensure_deployment(
+        gitops_repo, sha=sha, environment="staging", production=False, **kwargs
+    )
+    assert second != first  # look_first=False: a new one, as asked
+    client.set_deployment_status(gitops_repo, second, "success")
+    # auto_inactive: the earlier successful non-production deployment becomes inactive
+    assert client.deployment_states(gitops_repo, first) == ["inactive", "success"]
+    # looking first finds this app's newest deployment of the sha and environment
+    looking = {**kwargs, "look_first": True}
+    again = client.ensure_deployment(
+        gitops_repo, sha=sha, environment="staging", production=False, **looking
+    )
+    assert again == second
+    prod = client.ensure_deployment(gitops_repo, sha=sha, environment="production",
+                                    production=True, **kwargs)  # fmt: skip
+    client.set_deployment_status(gitops_repo, prod, "success")
+    newer = client.ensure_deployment(gitops_repo, sha=sha, environment="production",
+                                     production=True, **kwargs)  # fmt: skip
+    client.set_deployment_status(gitops_repo, newer, "success")
+    assert client.deployment_states(gitops_repo, prod) == ["success"]  # production: untouched
+    with pytest.raises(GitHubError) as missing:
+        client.set_deployment_status(gitops_repo, 999_999_999, "success")
+    assert missing.value.status == 404

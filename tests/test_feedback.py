@@ -184,3 +184,13 @@ def test_argo_cds_api_needs_both_its_server_and_a_token():
         "argocd-tok-123" not in repr(settings)
         and settings.argocd_token.get() == env["ARGOCD_TOKEN"]
     )
+
+
+def test_a_new_revision_running_the_same_deployment_keeps_its_healthy_time():
+    first = next_health(None, "staging", note(), ours=True, now=100.0, runs=("fraud", "8"))
+    later = parse_argocd({**note().to_payload(), "revision": "b" * 40})
+    same = next_health(first, "staging", later, ours=False, now=900.0, runs=("fraud", "8"))
+    assert (same.revision, same.ours, same.healthy_since, same.version) == ("b" * 40, False,
+                                                                           100.0, "8")  # fmt: skip
+    other = next_health(first, "staging", later, ours=False, now=900.0, runs=None)
+    assert (other.healthy_since, other.version) == (900.0, "")

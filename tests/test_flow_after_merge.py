@@ -142,12 +142,41 @@ def test_a_degraded_staging_restarts_the_soak(manual, fake_github):
 def test_a_revision_the_bot_did_not_merge_never_counts_for_the_soak(manual, fake_github):
     bot, repo = manual
     staging = _staging_merged(bot, fake_github, repo)
-    foreign = fake_github.push_commit(repo, "main", {"README.md": b"hand edit\n"})
-    _argocd_healthy(bot, foreign)
-    bot.clock.advance(60 * 60)
+    _argocd_healthy(bot, staging["merge_commit_sha"])
+    bot.clock.advance(20 * 60)
+    # someone hand-edits staging to another image: not what the bot merged
+    path = "k8s/overlays/staging/kustomization.yaml"
+    merged = fake_github.file_at(repo, "main", path)
+    hotfix = fake_github.push_commit(repo, "main", {path: merged.replace(b"v8", b"v8-hotfix")})
+    _argocd_healthy(bot, hotfix)
+    health = bot.runtime.services.records.health(repo, "staging")
+    assert (health.revision, health.ours, health.version) == (hotfix, False, "")
+    bot.clock.advance(5 * 60)
+    # ... and reverts it: v8 again, but its healthy time starts over
+    revert = fake_github.push_commit(repo, "main", {path: merged})
+    _argocd_healthy(bot, revert)
+    bot.clock.advance(10 * 60)
     reply = _promote_production(bot, fake_github, repo, staging["number"])
-    assert "which gitops-bot did not merge" in reply.replace("\\", "")
+    assert "v8 has been healthy in staging for 10m; the soak time is 30m, 20m remain" in (
+        reply.replace("\\", "")
+    )
     assert _production_pr(fake_github, repo) is None
+
+
+def test_a_commit_elsewhere_in_the_repository_keeps_the_soak_going(manual, fake_github):
+    # Argo CD reports the branch's newest commit: a README edit after the merge still runs
+    # the version the bot merged, healthy since it first was
+    bot, repo = manual
+    staging = _staging_merged(bot, fake_github, repo)
+    _argocd_healthy(bot, staging["merge_commit_sha"])
+    bot.clock.advance(20 * 60)
+    readme = fake_github.push_commit(repo, "main", {"README.md": b"hand edit\n"})
+    _argocd_healthy(bot, readme)
+    health = bot.runtime.services.records.health(repo, "staging")
+    assert (health.revision, health.ours, health.version) == (readme, False, "8")
+    bot.clock.advance(10 * 60)  # 30 minutes after the merge commit was first healthy
+    _promote_production(bot, fake_github, repo, staging["number"])
+    assert _production_pr(fake_github, repo) is not None
 
 
 def test_end_to_end_mlflow_to_soaked_auto_promotion_through_the_fake_github(fake_github, tmp_path):

@@ -802,6 +802,7 @@ def _build_environment(env: dict[str, Any]) -> Environment:
         ),
         production=env.get("production", False),
         argocd_application=(env.get("argocd") or {}).get("application"),
+        argocd_sync=(env.get("argocd") or {}).get("sync", False),
         flagger_canary=(
             (env["flagger"]["namespace"], env["flagger"]["canary"]) if "flagger" in env else None
         ),

@@ -171,8 +171,12 @@ class EnvironmentHealth:
     message: str = ""
     finished_at: str = ""
     ours: bool = False  # the revision is a merge commit of a promotion the bot merged
-    healthy_since: float | None = None  # Synced+Healthy on this revision since (bot clock)
+    healthy_since: float | None = None  # Synced+Healthy on this content since (bot clock)
     observed_at: float = 0.0
+    # the model version of the bot's deployment this revision runs: its merge commit, or a
+    # later commit that leaves the environment deploying it ("" when neither)
+    model: str = ""
+    version: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -199,10 +203,16 @@ def next_health(
     *,
     ours: bool,
     now: float,
+    runs: tuple[str, str] | None = None,
 ) -> EnvironmentHealth:
-    """The environment's record after `note` (already known not to be stale)."""
+    """The environment's record after `note` (already known not to be stale). `runs`:
+    (model, version) of the bot's deployment the revision runs. A new revision that runs
+    the same deployment (a commit elsewhere in the repository) keeps the healthy time."""
     healthy = deployment_state(note) == "success"
-    same = current is not None and current.revision == note.revision
+    same = current is not None and (
+        current.revision == note.revision
+        or (runs is not None and (current.model, current.version) == runs)
+    )
     since: float | None = None
     if healthy:
         kept = current.healthy_since if same and current is not None else None
@@ -219,6 +229,8 @@ def next_health(
         ours=ours,
         healthy_since=since,
         observed_at=now,
+        model=runs[0] if runs else "",
+        version=runs[1] if runs else "",
     )
     return record
 
@@ -272,19 +284,20 @@ def soak_status(
 ) -> Soak:
     """Has `upstream` run `model` v`version` Synced and Healthy for `healthy_for_s`?
 
-    `revision_version`: (model, version) of the bot's deployment of the revision Argo CD
-    runs, None when the bot did not merge that revision."""
+    `revision_version`: (model, version) of the bot's deployment the revision Argo CD runs
+    carries, None when it carries none."""
     if healthy_for_s <= 0:
         return Soak(True)
     wanted = format_duration(healthy_for_s)
     if health is None:
         return Soak(False, f"Argo CD has not reported on {upstream} yet (it must run "
                            f"v{version} Synced and Healthy for {wanted})")  # fmt: skip
-    if not health.ours or revision_version is None:
+    if revision_version is None:
         return Soak(
             False,
             f"{upstream} runs {health.revision[:12] or 'no revision'}, which gitops-bot did not "
-            "merge: only the bot's own deployments count towards the soak time",
+            "merge and which does not deploy a version it merged there: only the bot's own "
+            "deployments count towards the soak time",
         )
     if revision_version != (model, version):
         live_model, live_version = revision_version

@@ -41,6 +41,7 @@ class Environment:
     healthy_for_s: float = 0.0
     production: bool = False  # GitHub deployments of it are `production_environment`
     argocd_application: str | None = None  # the Argo CD Application syncing its overlay
+    argocd_sync: bool = False  # the bot triggers that application's sync after a merge
     flagger_canary: tuple[str, str] | None = None  # (namespace, name) of its Flagger Canary
     on_canary_failure: Literal["none", "rollback"] = "none"
 

@@ -25,6 +25,21 @@ class ArgoCDClient:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
 
+    def sync(self, name: str, revision: str) -> None:
+        """Start a sync of `name` to `revision` (Argo CD answers once the operation is
+        queued; the notifications report its progress)."""
+        url = f"{self.base}/api/v1/applications/{quote(name, safe='')}/sync"
+        try:
+            response = self.session.post(
+                url, json={"name": name, "revision": revision}, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise TransientError(f"Argo CD unreachable ({type(exc).__name__})") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(f"Argo CD answered {response.status_code} to the sync of {name}")
+        if response.status_code != 200:
+            raise ArgoCDError(f"Argo CD refused to sync {name} ({response.status_code})")
+
     def application(self, name: str) -> dict[str, Any]:
         url = f"{self.base}/api/v1/applications/{quote(name, safe='')}"
         try:

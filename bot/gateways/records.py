@@ -95,6 +95,8 @@ RECORDS_DDL = (
     ours INTEGER NOT NULL,
     healthy_since DOUBLE PRECISION,
     observed_at DOUBLE PRECISION NOT NULL,
+    model TEXT NOT NULL DEFAULT '',
+    version TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (repo, environment))""",
     # the phases Flagger reported for the canary of each deployment
     """CREATE TABLE IF NOT EXISTS {canary_events} (
@@ -504,8 +506,8 @@ class PromotionRecords:
     def health(self, repo: str, environment: str) -> EnvironmentHealth | None:
         rows = self.db.run_sql(
             "SELECT environment, application, revision, sync_status, health_status,"
-            " operation_phase, message, finished_at, ours, healthy_since, observed_at"
-            " FROM {environment_health} WHERE repo = %(repo)s AND environment = %(env)s",
+            " operation_phase, message, finished_at, ours, healthy_since, observed_at, model,"
+            " version FROM {environment_health} WHERE repo = %(repo)s AND environment = %(env)s",
             {"repo": _key(repo), "env": environment},
         )
         if not rows:
@@ -524,20 +526,24 @@ class PromotionRecords:
             ours=bool(row["ours"]),
             healthy_since=None if since is None else float(since),
             observed_at=float(row["observed_at"]),
+            model=str(row["model"]),
+            version=str(row["version"]),
         )
 
     def save_health(self, repo: str, health: EnvironmentHealth) -> None:
         self.db.run_sql(
             "INSERT INTO {environment_health} (repo, environment, application, revision,"
             " sync_status, health_status, operation_phase, message, finished_at, ours,"
-            " healthy_since, observed_at) VALUES (%(repo)s, %(env)s, %(app)s, %(rev)s,"
-            " %(sync)s, %(health)s, %(phase)s, %(message)s, %(finished)s, %(ours)s, %(since)s,"
-            " %(observed)s) ON CONFLICT (repo, environment) DO UPDATE SET"
+            " healthy_since, observed_at, model, version) VALUES (%(repo)s, %(env)s, %(app)s,"
+            " %(rev)s, %(sync)s, %(health)s, %(phase)s, %(message)s, %(finished)s, %(ours)s,"
+            " %(since)s, %(observed)s, %(model)s, %(version)s)"
+            " ON CONFLICT (repo, environment) DO UPDATE SET"
             " application = excluded.application, revision = excluded.revision,"
             " sync_status = excluded.sync_status, health_status = excluded.health_status,"
             " operation_phase = excluded.operation_phase, message = excluded.message,"
             " finished_at = excluded.finished_at, ours = excluded.ours,"
-            " healthy_since = excluded.healthy_since, observed_at = excluded.observed_at",
+            " healthy_since = excluded.healthy_since, observed_at = excluded.observed_at,"
+            " model = excluded.model, version = excluded.version",
             {
                 "repo": _key(repo),
                 "env": health.environment,
@@ -551,6 +557,8 @@ class PromotionRecords:
                 "ours": int(health.ours),
                 "since": health.healthy_since,
                 "observed": health.observed_at,
+                "model": health.model,
+                "version": health.version,
             },
         )
 

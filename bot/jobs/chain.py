@@ -94,9 +94,16 @@ def promote_soaked(
         if not (env.auto_promote and env.promote_from and env.healthy_for_s > 0):
             continue
         health = deps.records.health(repo, env.promote_from)
-        if health is None or not health.ours or not health.healthy:
+        if health is None or not health.version or not health.healthy:
             continue
-        record = deps.records.deployment(repo, env.promote_from, health.revision)
+        record = next(
+            (
+                d
+                for d in deps.records.deployments(repo, env.promote_from)
+                if (d.model, d.version) == (health.model, health.version)
+            ),
+            None,
+        )  # the newest deployment of the version the upstream runs
         if record is None or record.meta.get("kind") != "promote":
             continue
         model = config.model(record.model)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from bot.core.deployed import read_deployed
+from bot.core.errors import BotError, TransientError
 from bot.core.feedback import (
     ArgoNotification,
     EnvironmentHealth,
@@ -83,6 +85,31 @@ def ensure_deployment(
     return record
 
 
+ARGOCD_SYNC_FLAG = "argocd-sync"  # a PR flag: the sync of its merge commit was triggered
+
+
+def trigger_sync(deps: Deps, repo: str, environment: Environment, record: DeploymentRecord) -> str:
+    """For `argocd.sync: true`: ask Argo CD once to sync the merge commit; returns what
+    happened, for the "Merged" comment ("" when not asked for)."""
+    if not (environment.argocd_sync and environment.argocd_application):
+        return ""
+    if deps.records.has_flag(repo, record.number, ARGOCD_SYNC_FLAG):
+        return "triggered"
+    if deps.argocd is None:
+        log.warning("%s: %s asks for an Argo CD sync but ARGOCD_SERVER is not configured",
+                    repo, environment.name)  # fmt: skip
+        return "unconfigured"
+    try:
+        deps.argocd.sync(environment.argocd_application, record.sha)
+    except TransientError:
+        raise
+    except BotError as exc:
+        log.warning("%s: Argo CD sync of %s refused: %s", repo, environment.name, exc)
+        return "refused"
+    deps.records.set_flag(repo, record.number, ARGOCD_SYNC_FLAG)
+    return "triggered"
+
+
 def _with(record: DeploymentRecord, **changes: Any) -> DeploymentRecord:
     return replace(record, **changes)
 
@@ -152,10 +179,12 @@ def announce(
     meta: Mapping[str, object],
     sha: str,
     approvers: tuple[str, ...] = (),
+    sync: str = "",
     fresh: bool = False,
 ) -> None:
     """The PR's one "Merged" comment: what went where, what Argo CD says, what may follow.
-    `fresh`: the PR was opened by this job, so it holds no such comment yet."""
+    `sync`: what became of the Argo CD sync the bot was asked to trigger. `fresh`: the PR
+    was opened by this job, so it holds no such comment yet."""
     health = deps.records.health(repo, environment.name)
     state = record.state if record is not None else ""
     superseded = state == "inactive"
@@ -174,6 +203,7 @@ def announce(
         health=health,
         superseded=superseded,
         deployment_id=record.deployment_id if record is not None else 0,
+        sync=sync,
         next_environments=[
             e.name for e in config.environments if e.promote_from == environment.name
         ],
@@ -209,7 +239,15 @@ def handle_argocd(deps: Deps, repo: str, config: Config, note: ArgoNotification)
         )  # fmt: skip
         return "stale"
     now = deps.clock()
-    health = next_health(current, environment.name, note, ours=record is not None, now=now)
+    if record is not None:
+        runs: tuple[str, str] | None = (record.model, record.version)
+    elif current is not None and current.revision == note.revision:
+        runs = (current.model, current.version) if current.version else None
+    else:
+        runs = _carried(deps, repo, config, environment, note.revision) if note.commit else None
+    health = next_health(
+        current, environment.name, note, ours=record is not None, now=now, runs=runs
+    )
     if unchanged(current, health):
         return "duplicate"
     records.save_health(repo, health)
@@ -237,6 +275,32 @@ def handle_argocd(deps: Deps, repo: str, config: Config, note: ArgoNotification)
         sha=record.sha, approvers=record.approvers,
     )  # fmt: skip
     return "recorded"
+
+
+def _carried(
+    deps: Deps, repo: str, config: Config, environment: Environment, revision: str
+) -> tuple[str, str] | None:
+    """(model, version) of the environment's newest bot deployment when `revision`, a
+    commit the bot did not merge, still deploys that version there (a commit elsewhere in
+    the repository: Argo CD reports the branch's newest commit); None otherwise."""
+    newest = next(iter(deps.records.deployments(repo, environment.name, limit=1)), None)
+    model = config.model(newest.model) if newest is not None else None
+    if newest is None or model is None:
+        return None
+    files = sorted({f"{environment.path}/{rule.file}" for rule in model.set})
+    snapshot: dict[str, bytes] = {}
+    try:
+        for path in files:
+            content = deps.client.read_file(repo, path, revision)
+            if content is not None:
+                snapshot[path] = content
+    except TransientError:
+        raise
+    except BotError as exc:  # not a commit of this repository, after all
+        log.info("%s: cannot read %s at %s: %s", repo, environment.path, revision[:12], exc)
+        return None
+    deployed = read_deployed(snapshot, model, environment)
+    return (model.name, newest.version) if deployed.version == newest.version else None
 
 
 def _retire_previous(

@@ -31,7 +31,13 @@ from bot.core.github_port import (
 from bot.core.templating import render_template
 from bot.core.types import Config, Environment
 from bot.gateways.records import PromotionRecord
-from bot.jobs.deployments import MERGED_MARKER, NO_DEPLOYMENTS, announce, ensure_deployment
+from bot.jobs.deployments import (
+    MERGED_MARKER,
+    NO_DEPLOYMENTS,
+    announce,
+    ensure_deployment,
+    trigger_sync,
+)
 from bot.jobs.deps import Deps, FreshPr, promotion_of
 from bot.jobs.pr_diff import render_pull_request
 from bot.jobs.replies import upsert_reply
@@ -386,9 +392,10 @@ def announce_merge(
             log.warning("%s#%s: no GitHub deployment (%s): %s", repo, number, exc.status, exc)
         else:
             approvers = approvers or record.approvers
+    sync = trigger_sync(deps, repo, environment, record) if record is not None else ""
     announce(
-        deps, repo, record, environment, config, number=number, meta=meta, sha=sha, fresh=fresh,
-        approvers=approvers,
+        deps, repo, record, environment, config, number=number, meta=meta, sha=sha,
+        approvers=approvers, sync=sync, fresh=fresh,
     )  # fmt: skip
 
 

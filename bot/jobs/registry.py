@@ -102,11 +102,7 @@ def soak_of(
     if upstream is None or env.healthy_for_s <= 0:
         return Soak(True)
     health = deps.records.health(repo, upstream.name)
-    live = None
-    if health is not None and health.ours:
-        record = deps.records.deployment(repo, upstream.name, health.revision)
-        if record is not None:
-            live = (record.model, record.version)
+    live = (health.model, health.version) if health is not None and health.version else None
     return soak_status(
         health,
         upstream=upstream.name,

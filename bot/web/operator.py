@@ -60,6 +60,7 @@ class LiveOverview:
     application: str = ""  # the Argo CD application ("" when none reported yet)
     revision: str = ""  # the commit Argo CD runs
     ours: bool = False  # a merge commit of a promotion the bot merged
+    runs_version: str = ""  # the version of the bot's deployment that revision runs
     sync_status: str = ""
     health_status: str = ""
     healthy_for: str = ""  # e.g. "2h 5m" (empty when not healthy)
@@ -96,6 +97,7 @@ def live_overview(
             application=health.application,
             revision=health.revision[:12],
             ours=health.ours,
+            runs_version=health.version,
             sync_status=health.sync_status,
             health_status=health.health_status,
             healthy_for=(
