@@ -113,10 +113,12 @@ def test_events_without_the_token_are_refused_and_counted(staged, token, message
         ({"name": "Fraud_Detector"}, "name: not a Kubernetes object name"),
         ({"metadata": {"eventMessage": "x", "eventType": "Normal", "timestamp": "soon"}},
          "metadata.timestamp: Unix milliseconds expected"),
+        ({"metadata": {"eventMessage": "x", "eventType": "Normal", "timestamp": "17²"}},
+         "metadata.timestamp: Unix milliseconds expected"),
         ({"metadata": {"eventMessage": "x", "eventType": "Info", "timestamp": "1"}},
          "metadata.eventType: Normal or Warning expected"),
     ],
-    ids=["phase", "metadata", "name", "timestamp", "event-type"],
+    ids=["phase", "metadata", "name", "timestamp", "unicode-digit", "event-type"],
 )  # fmt: skip
 def test_malformed_events_get_a_400_naming_the_field(staged, change, message):
     bot, _repo_name, _pr = staged

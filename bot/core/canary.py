@@ -34,6 +34,7 @@ EVENT_TYPES = frozenset({"Normal", "Warning"})
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _CHECKSUM = re.compile(r"[0-9A-Za-z]{0,128}")
+_MILLIS = re.compile(r"[0-9]{1,15}")
 MAX_MESSAGE = 1000
 
 
@@ -106,7 +107,7 @@ def parse_flagger(payload: Mapping[str, Any]) -> CanaryEvent:
     if event_type not in EVENT_TYPES:
         raise PayloadError("metadata.eventType: Normal or Warning expected")
     raw_time = _string(metadata, "timestamp", "metadata.")
-    if not raw_time.isdigit() or len(raw_time) > 15:
+    if not _MILLIS.fullmatch(raw_time):  # ASCII digits: str.isdigit() takes "²" too
         raise PayloadError("metadata.timestamp: Unix milliseconds expected")
     return CanaryEvent(
         name=name,
