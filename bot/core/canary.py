@@ -131,6 +131,33 @@ def canary_state(phase: str) -> str | None:
     return None
 
 
+def confirm_promotion(
+    *,
+    environment: str,
+    version: str,
+    deployment_state: str,
+    running_version: str,
+    sync_status: str,
+    health_status: str,
+) -> tuple[bool, str]:
+    """Flagger's confirm-promotion question for a canary rolling out the bot's deployment
+    of `version` in `environment`: (yes?, why). Yes when that deployment is still current
+    (not failed or replaced) and Argo CD reports the environment Synced on it and not
+    Degraded (a canary under analysis is Progressing, never yet Healthy)."""
+    if deployment_state in ("failure", "inactive"):
+        return False, f"the deployment of v{version} to {environment} is {deployment_state}"
+    if running_version != version:
+        running = (
+            f"v{running_version}" if running_version else "a revision gitops-bot did not merge"
+        )
+        return False, f"Argo CD reports {environment} running {running}, not v{version}"
+    if sync_status != "Synced":
+        return False, f"Argo CD reports {environment} {sync_status}, not Synced"
+    if health_status == "Degraded":
+        return False, f"Argo CD reports {environment} Degraded"
+    return True, f"v{version} is merged and Argo CD reports {environment} Synced/{health_status}"
+
+
 def latest(events: Iterable[CanaryEvent]) -> CanaryEvent | None:
     """The newest event by Flagger's own clock (deliveries may come in any order)."""
     return max(events, key=lambda e: (e.timestamp_ms, PHASES.index(e.phase)), default=None)

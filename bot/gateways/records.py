@@ -562,6 +562,18 @@ class PromotionRecords:
         )
         return bool(rows)
 
+    def canary_target(self, namespace: str, name: str) -> tuple[str, str, str] | None:
+        """(repo, environment, sha) of the deployment whose canary `namespace/name` last
+        reported (what the bot learned from Flagger's events; any repository)."""
+        rows = self.db.run_sql(
+            "SELECT repo, environment, sha FROM {canary_events} WHERE namespace = %(namespace)s"
+            " AND name = %(name)s ORDER BY at_ms DESC LIMIT 1",
+            {"namespace": namespace, "name": name},
+        )
+        if not rows:
+            return None
+        return str(rows[0]["repo"]), str(rows[0]["environment"]), str(rows[0]["sha"])
+
     def canary_sha(self, repo: str, environment: str, checksum: str) -> str | None:
         """The deployment whose canary events carried `checksum` (Flagger's hash of the
         canary's spec: one per rollout), None when no event did."""
