@@ -106,6 +106,9 @@ RECORDS_DDL = (
     message TEXT NOT NULL,
     event_type TEXT NOT NULL,
     PRIMARY KEY (repo, environment, sha, at_ms, phase))""",
+    # Flagger's confirm-promotion question names a canary, not a repository
+    """CREATE INDEX IF NOT EXISTS canary_events_by_canary
+    ON {canary_events} (namespace, name, at_ms)""",
 )
 RECORD_TABLES = (
     "promotion_prs",
