@@ -113,10 +113,12 @@ def test_events_without_the_token_are_refused_and_counted(staged, token, message
         ({"name": "Fraud_Detector"}, "name: not a Kubernetes object name"),
         ({"metadata": {"eventMessage": "x", "eventType": "Normal", "timestamp": "soon"}},
          "metadata.timestamp: Unix milliseconds expected"),
+        ({"metadata": {"eventMessage": "x", "eventType": "Normal", "timestamp": "17²"}},
+         "metadata.timestamp: Unix milliseconds expected"),
         ({"metadata": {"eventMessage": "x", "eventType": "Info", "timestamp": "1"}},
          "metadata.eventType: Normal or Warning expected"),
     ],
-    ids=["phase", "metadata", "name", "timestamp", "event-type"],
+    ids=["phase", "metadata", "name", "timestamp", "unicode-digit", "event-type"],
 )  # fmt: skip
 def test_malformed_events_get_a_400_naming_the_field(staged, change, message):
     bot, _repo_name, _pr = staged
@@ -347,3 +349,63 @@ def test_the_operator_data_shows_revision_health_canary_phase_and_deployment_age
     assert (live.deployment_state, live.deployment_version, live.canary_phase) == (
         "in_progress", "8", "Progressing",
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- confirm-promotion
+
+
+def _confirm(bot, token: str = "flagger-webhook-token-for-tests", name: str = "fraud-detector"):
+    import json as _json
+
+    # Flagger's confirm-promotion hook posts the CanaryWebhookPayload (its metadata: the
+    # hook's own, here none) and promotes only on HTTP 200
+    payload = {"name": name, "namespace": "fraud-detection-staging", "phase": "Progressing",
+               "checksum": "7c9d5b8f6d"}  # fmt: skip
+    return bot.client.post(
+        f"/webhooks/flagger/confirm-promotion?token={token}",
+        data=_json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def test_confirm_promotion_waits_until_argo_cd_runs_the_merged_version(staged, fake_github):
+    bot, _repo_name, pr = staged
+    sha = pr["merge_commit_sha"]
+    first = _confirm(bot)
+    assert first.status_code == 403
+    assert "has seen no event of this canary" in first.get_json()["reason"]
+    _flag(bot, PROGRESSING, T0)
+    waiting = _confirm(bot)
+    assert waiting.status_code == 403
+    assert waiting.get_json()["reason"] == "Argo CD has not reported on staging yet"
+    progressing = application("fraud-detection-staging", sha, health="Progressing", phase="Running")
+    assert bot.deliver_argocd(notification_body(progressing)).status_code == 202
+    bot.drain()
+    confirmed = _confirm(bot)
+    assert confirmed.status_code == 200, confirmed.get_json()
+    assert confirmed.get_json()["reason"] == (
+        "v8 is merged and Argo CD reports staging Synced/Progressing"
+    )
+    assert _confirm(bot, token="guess").status_code == 401
+    assert _confirm(bot, name="someone-else").status_code == 403
+
+
+def test_confirm_promotion_refuses_a_failed_deployment(staged, fake_github):
+    bot, _repo_name, pr = staged
+    sha = pr["merge_commit_sha"]
+    assert (
+        bot.deliver_argocd(
+            notification_body(application("fraud-detection-staging", sha))
+        ).status_code
+        == 202
+    )
+    bot.drain()
+    _flag(bot, PROGRESSING, T0)
+    assert _confirm(bot).status_code == 200
+    degraded = application("fraud-detection-staging", sha, health="Degraded",
+                           finished_at="2026-12-02T09:35:00Z")  # fmt: skip
+    assert bot.deliver_argocd(notification_body(degraded)).status_code == 202
+    bot.drain()
+    refused = _confirm(bot)
+    assert refused.status_code == 403
+    assert refused.get_json()["reason"] == "the deployment of v8 to staging is failure"

@@ -238,3 +238,56 @@ def test_the_fast_json_check_at_intake_judges_every_body_as_the_full_scan_does(
     full = json_problem(parsed, MAX_JSON_DEPTH)
     fast = depth_problem(parsed, MAX_JSON_DEPTH) if strings_are_storable(body) else full
     assert fast == full
+
+
+# --------------------------------------------------------------------------- feedback webhooks
+
+
+@pytest.fixture(scope="module")
+def feedback_intake(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    queue = JobQueue.from_url(f"sqlite:///{tmp_path_factory.mktemp('fuzzfb') / 'jobs.db'}")
+    queue.migrate()
+    app = create_app(
+        Settings(
+            github_webhook_secret=Secret(SECRET),
+            argocd_webhook_secret=Secret(SECRET),
+            flagger_webhook_token=Secret(SECRET),
+            mlflow_target_repos=("acme/gitops",),
+        ),
+        queue,
+    )
+    return app.test_client()
+
+
+def _feedback_examples() -> list[tuple[str, Any]]:
+    from argocd_fixtures import application, notification_body
+    from flagger_fixtures import FAILED, PROGRESSING, event
+
+    argocd = [
+        json.loads(notification_body(application("fraud-detection-staging", "a" * 40, **kw)))
+        for kw in ({}, {"health": "Degraded", "phase": "Failed"}, {"phase": None})
+    ]
+    flagger = [event(PROGRESSING, 1_796_000_000_000), event(FAILED, 1_796_000_300_000)]
+    return [("argocd", p) for p in argocd] + [("flagger", p) for p in flagger]
+
+
+FEEDBACK_EXAMPLES = _feedback_examples()
+
+
+@given(st.integers(0, 2**32), MUTANTS)
+def test_feedback_intake_answers_mutated_notifications_with_2xx_or_4xx(
+    feedback_intake: Any, seed: int, replacement: Any
+) -> None:
+    rng = random.Random(seed)
+    source, example = rng.choice(FEEDBACK_EXAMPLES)
+    payload = _mutate_json(example, rng, replacement)
+    body = json.dumps(payload).encode("utf-8", "surrogatepass")
+    if source == "argocd":
+        response = feedback_intake.post(
+            "/webhooks/argocd",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {SECRET}"},
+        )
+    else:
+        response = feedback_intake.post(f"/webhooks/flagger?token={SECRET}", data=body)
+    assert response.status_code < 500, (response.status_code, response.get_json())

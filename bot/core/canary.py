@@ -34,6 +34,7 @@ EVENT_TYPES = frozenset({"Normal", "Warning"})
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _CHECKSUM = re.compile(r"[0-9A-Za-z]{0,128}")
+_MILLIS = re.compile(r"[0-9]{1,15}")
 MAX_MESSAGE = 1000
 
 
@@ -106,7 +107,7 @@ def parse_flagger(payload: Mapping[str, Any]) -> CanaryEvent:
     if event_type not in EVENT_TYPES:
         raise PayloadError("metadata.eventType: Normal or Warning expected")
     raw_time = _string(metadata, "timestamp", "metadata.")
-    if not raw_time.isdigit() or len(raw_time) > 15:
+    if not _MILLIS.fullmatch(raw_time):  # ASCII digits: str.isdigit() takes "²" too
         raise PayloadError("metadata.timestamp: Unix milliseconds expected")
     return CanaryEvent(
         name=name,
@@ -128,6 +129,33 @@ def canary_state(phase: str) -> str | None:
     if phase in ROLLING:
         return "in_progress"
     return None
+
+
+def confirm_promotion(
+    *,
+    environment: str,
+    version: str,
+    deployment_state: str,
+    running_version: str,
+    sync_status: str,
+    health_status: str,
+) -> tuple[bool, str]:
+    """Flagger's confirm-promotion question for a canary rolling out the bot's deployment
+    of `version` in `environment`: (yes?, why). Yes when that deployment is still current
+    (not failed or replaced) and Argo CD reports the environment Synced on it and not
+    Degraded (a canary under analysis is Progressing, never yet Healthy)."""
+    if deployment_state in ("failure", "inactive"):
+        return False, f"the deployment of v{version} to {environment} is {deployment_state}"
+    if running_version != version:
+        running = (
+            f"v{running_version}" if running_version else "a revision gitops-bot did not merge"
+        )
+        return False, f"Argo CD reports {environment} running {running}, not v{version}"
+    if sync_status != "Synced":
+        return False, f"Argo CD reports {environment} {sync_status}, not Synced"
+    if health_status == "Degraded":
+        return False, f"Argo CD reports {environment} Degraded"
+    return True, f"v{version} is merged and Argo CD reports {environment} Synced/{health_status}"
 
 
 def latest(events: Iterable[CanaryEvent]) -> CanaryEvent | None:

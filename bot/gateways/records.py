@@ -111,6 +111,9 @@ RECORDS_DDL = (
     message TEXT NOT NULL,
     event_type TEXT NOT NULL,
     PRIMARY KEY (repo, environment, sha, at_ms, phase))""",
+    # Flagger's confirm-promotion question names a canary, not a repository
+    """CREATE INDEX IF NOT EXISTS canary_events_by_canary
+    ON {canary_events} (namespace, name, at_ms)""",
 )
 RECORD_TABLES = (
     "promotion_prs",
@@ -586,6 +589,18 @@ class PromotionRecords:
             },
         )
         return bool(rows)
+
+    def canary_target(self, namespace: str, name: str) -> tuple[str, str, str] | None:
+        """(repo, environment, sha) of the deployment whose canary `namespace/name` last
+        reported (what the bot learned from Flagger's events; any repository)."""
+        rows = self.db.run_sql(
+            "SELECT repo, environment, sha FROM {canary_events} WHERE namespace = %(namespace)s"
+            " AND name = %(name)s ORDER BY at_ms DESC LIMIT 1",
+            {"namespace": namespace, "name": name},
+        )
+        if not rows:
+            return None
+        return str(rows[0]["repo"]), str(rows[0]["environment"]), str(rows[0]["sha"])
 
     def canary_sha(self, repo: str, environment: str, checksum: str) -> str | None:
         """The deployment whose canary events carried `checksum` (Flagger's hash of the

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 MERGED_MARKER = "<!-- gitops-bot:merged -->"
 QUEUED = "queued"
-FINAL_STATES = frozenset({"success", "failure", "inactive"})
 
 
 def deployment_payload(meta: Mapping[str, object], number: int) -> dict[str, object]:
@@ -80,6 +79,8 @@ def ensure_deployment(
         health = records.health(repo, environment.name)
         # Argo CD may have reported on the merge commit before the deployment existed
         state = health_state(health) if health and health.revision == sha else QUEUED
+        if state == "success" and environment.flagger_canary is not None:
+            state = "in_progress"  # synced; the canary decides when it is deployed
         _set_state(deps, repo, environment, record, state, health)
         record = _with(record, state=state)
     return record

@@ -15,7 +15,7 @@ from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from bot.core.canary import parse_flagger
+from bot.core.canary import confirm_promotion, parse_flagger
 from bot.core.events import (
     Ignored,
     PayloadError,
@@ -38,6 +38,7 @@ from bot.core.signatures import (
     verify_mlflow,
 )
 from bot.gateways.queue import JobQueue, NewJob
+from bot.gateways.records import PromotionRecords
 from bot.web.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -513,6 +514,61 @@ def create_app(
     @app.post("/webhooks/flagger")
     def flagger_webhook() -> Response:
         return guarded("flagger", flagger)
+
+    def confirm() -> Response:
+        """Flagger's confirm-promotion hook: answered from the bot's own records (no GitHub
+        call): 200 only when the canary rolls out a promotion the bot merged that is still
+        current, and Argo CD reports its environment Synced on it and not Degraded."""
+        if not flagger_token:
+            _reject(
+                503,
+                "flagger webhooks are not enabled: FLAGGER_WEBHOOK_TOKEN is not configured",
+                "rejected_unconfigured",
+            )
+        body = _read_body(max_body)
+        supplied = request.args.get("token", "").encode("utf-8", "replace")
+        if not supplied or not hmac.compare_digest(supplied, flagger_token):
+            _reject(401, "missing or wrong token (FLAGGER_WEBHOOK_TOKEN)", "rejected_signature")
+        payload = _json_object(body)
+        name, namespace = payload.get("name"), payload.get("namespace")
+        if not isinstance(name, str) or not isinstance(namespace, str):
+            _reject(
+                400, "malformed flagger payload: name and namespace expected", "rejected_payload"
+            )
+        records = PromotionRecords(queue)
+        target = records.canary_target(namespace, name)
+        if target is None:
+            ok, reason = (
+                False,
+                (
+                    "gitops-bot has seen no event of this canary "
+                    "(point Flagger's event webhook at it too)"
+                ),
+            )
+        else:
+            repo, environment, sha = target
+            deployment = records.deployment(repo, environment, sha)
+            health = records.health(repo, environment)
+            if deployment is None:
+                ok, reason = False, f"no deployment of {sha[:7]} to {environment}"
+            elif health is None:
+                ok, reason = False, f"Argo CD has not reported on {environment} yet"
+            else:
+                ok, reason = confirm_promotion(
+                    environment=environment,
+                    version=deployment.version,
+                    deployment_state=deployment.state,
+                    running_version=health.version,
+                    sync_status=health.sync_status,
+                    health_status=health.health_status,
+                )
+        if ok:
+            return respond("flagger", "confirmed", 200, {"status": "confirmed", "reason": reason})
+        return respond("flagger", "not_confirmed", 403, {"status": "waiting", "reason": reason})
+
+    @app.post("/webhooks/flagger/confirm-promotion")
+    def flagger_confirm_promotion() -> Response:
+        return guarded("flagger", confirm)
 
     @app.post("/webhooks/argocd")
     def argocd_webhook() -> Response:

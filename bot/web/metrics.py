@@ -26,7 +26,7 @@ class Metrics:
 
     Label sets (keep values from a small fixed vocabulary, never user input):
     - deliveries{source, outcome}: source github|mlflow|databricks|argocd|flagger; outcome
-      queued|duplicate|ignored|pong|rejected_<reason>
+      queued|duplicate|ignored|pong|confirmed|not_confirmed|rejected_<reason>
     - request_duration{endpoint}: Flask route rule, or "unmatched"
     - jobs{kind, outcome}: outcome done|retry|failed
     - job_duration{kind}
