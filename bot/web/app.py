@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol
 
 from flask import Flask, Response, g, jsonify, request
@@ -444,21 +444,28 @@ def create_app(
         # Argo CD sends no delivery id: identical bodies within a minute are one delivery
         digest = hashlib.sha256(body).hexdigest()[:32]
         g.delivery = f"argocd:{digest[:16]}"
+        key = f"{digest}:{int(clock() // 60)}"
+        return fan_out("argocd", key, note.KIND, note.to_payload(), repos or argocd_repos)
+
+    def fan_out(
+        source: str, key: str, kind: str, payload: dict[str, Any], repos: Sequence[str]
+    ) -> Response:
+        """One job per target repository for a feedback delivery (deduplicated on `key`)."""
         queued = 0
-        for repo in repos or argocd_repos:
+        for repo in repos:
             queued += enqueue(
                 NewJob(
-                    delivery_id=f"argocd:{digest}:{int(clock() // 60)}:{repo}",
-                    source="argocd",
-                    kind=note.KIND,
+                    delivery_id=f"{source}:{key}:{repo}",
+                    source=source,
+                    kind=kind,
                     repo=repo,
-                    payload=note.to_payload(),
+                    payload=payload,
                 )
             )
         if not queued:
-            return respond("argocd", "duplicate", 200, {"status": "duplicate"})
-        log.info("queued argocd notification %s for %d repos", g.delivery, queued)
-        return respond("argocd", "queued", 202, {"status": "queued", "jobs": queued})
+            return respond(source, "duplicate", 200, {"status": "duplicate"})
+        log.info("queued %s delivery %s for %d repos", source, g.delivery, queued)
+        return respond(source, "queued", 202, {"status": "queued", "jobs": queued})
 
     # ------------------------------------------------------------------ Flagger
 
@@ -495,21 +502,7 @@ def create_app(
             )
         digest = hashlib.sha256(body).hexdigest()[:32]  # the body carries Flagger's timestamp
         g.delivery = f"flagger:{digest[:16]}"
-        queued = 0
-        for repo in argocd_repos:
-            queued += enqueue(
-                NewJob(
-                    delivery_id=f"flagger:{digest}:{repo}",
-                    source="flagger",
-                    kind=event.KIND,
-                    repo=repo,
-                    payload=event.to_payload(),
-                )
-            )
-        if not queued:
-            return respond("flagger", "duplicate", 200, {"status": "duplicate"})
-        log.info("queued flagger event %s for %d repos", g.delivery, queued)
-        return respond("flagger", "queued", 202, {"status": "queued", "jobs": queued})
+        return fan_out("flagger", digest, event.KIND, event.to_payload(), argocd_repos)
 
     @app.post("/webhooks/flagger")
     def flagger_webhook() -> Response:
