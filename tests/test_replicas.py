@@ -50,15 +50,15 @@ class Burst:
     kill_now: threading.Event = field(default_factory=threading.Event)
 
     def send(self, delivery: Delivery, preferred: int) -> None:
-        """POST to the preferred replica; on a connection error, to the other one (what a load
-        balancer does with a failed upstream)."""
+        """POST to the preferred replica; on a connection error or an answer cut off by the
+        kill, to the other one (what a load balancer does with a failed upstream)."""
         headers = github_headers("issue_comment", delivery.body, delivery.id)
         order = [preferred, 1 - preferred]
         for attempt, index in enumerate(order):
             url = f"{self.replicas[index].url}/webhooks/github"
             try:
                 response = requests.post(url, data=delivery.body, headers=headers, timeout=30)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
                 delivery.connection_errors += 1
                 if attempt == len(order) - 1:
                     raise
