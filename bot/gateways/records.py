@@ -135,8 +135,22 @@ class SqlRunner(Protocol):
     def run_sql(self, statement: str, params: Mapping[str, object]) -> list[dict[str, Any]]: ...
 
 
+class _PromotionMeta:
+    """Model and version of a promotion, from the metadata the bot recorded with it."""
+
+    meta: Mapping[str, object]
+
+    @property
+    def model(self) -> str:
+        return str(self.meta.get("model") or "")
+
+    @property
+    def version(self) -> str:
+        return str(self.meta.get("version") or "")
+
+
 @dataclass(frozen=True)
-class PromotionRecord:
+class PromotionRecord(_PromotionMeta):
     """What the bot itself knows about a promotion PR it opened."""
 
     repo: str
@@ -147,14 +161,6 @@ class PromotionRecord:
     @property
     def environment(self) -> str:
         return str(self.meta.get("env") or "")
-
-    @property
-    def model(self) -> str:
-        return str(self.meta.get("model") or "")
-
-    @property
-    def version(self) -> str:
-        return str(self.meta.get("version") or "")
 
     @property
     def requester(self) -> str:
@@ -185,7 +191,7 @@ class RenderRecord:
 
 
 @dataclass(frozen=True)
-class DeploymentRecord:
+class DeploymentRecord(_PromotionMeta):
     """The GitHub deployment of a merged promotion, as the bot created it."""
 
     repo: str
@@ -198,14 +204,6 @@ class DeploymentRecord:
     state: str  # the last status the bot gave it ("" before the first)
     created_at: float
     rollback_number: int = 0  # the PR that rolls it back after its canary failed
-
-    @property
-    def model(self) -> str:
-        return str(self.meta.get("model") or "")
-
-    @property
-    def version(self) -> str:
-        return str(self.meta.get("version") or "")
 
 
 def _key(repo: str) -> str:

@@ -389,21 +389,7 @@ def create_app(
                 "no target repository configured for registry events (MLFLOW_TARGET_REPOS)",
                 "rejected_unconfigured",
             )
-        queued = 0
-        for repo in target_repos:
-            queued += enqueue(
-                NewJob(
-                    delivery_id=f"{source}:{delivery}:{repo}",
-                    source=source,
-                    kind=event.KIND,
-                    repo=repo,
-                    payload=event.to_payload(),
-                )
-            )
-        if not queued:
-            return respond(source, "duplicate", 200, {"status": "duplicate"})
-        log.info("queued %s %s delivery %s for %d repos", source, event.KIND, g.delivery, queued)
-        return respond(source, "queued", 202, {"status": "queued", "jobs": queued})
+        return fan_out(source, delivery, event.KIND, event.to_payload(), target_repos)
 
     # ------------------------------------------------------------------ Argo CD
 
@@ -450,7 +436,7 @@ def create_app(
     def fan_out(
         source: str, key: str, kind: str, payload: dict[str, Any], repos: Sequence[str]
     ) -> Response:
-        """One job per target repository for a feedback delivery (deduplicated on `key`)."""
+        """One job per target repository for a delivery (deduplicated on `key`)."""
         queued = 0
         for repo in repos:
             queued += enqueue(
@@ -464,7 +450,7 @@ def create_app(
             )
         if not queued:
             return respond(source, "duplicate", 200, {"status": "duplicate"})
-        log.info("queued %s delivery %s for %d repos", source, g.delivery, queued)
+        log.info("queued %s %s delivery %s for %d repos", source, kind, g.delivery, queued)
         return respond(source, "queued", 202, {"status": "queued", "jobs": queued})
 
     # ------------------------------------------------------------------ Flagger
