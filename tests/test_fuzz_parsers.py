@@ -28,12 +28,15 @@ from bot.core.fieldpath import parse_field_path
 from bot.core.overlays import apply_edits, read_field
 from bot.gateways.queue import JobQueue
 from bot.settings import Secret, Settings
-from bot.web.app import (
+from bot.web.app import create_app
+from bot.web.json_body import (
     MAX_JSON_DEPTH,
-    create_app,
-    depth_problem,
+    NOT_AN_OBJECT,
+    NOT_JSON,
+    TOO_DEEP,
+    JsonRefused,
     json_problem,
-    strings_are_storable,
+    parse_json_object,
 )
 
 _COMMON: dict[str, Any] = {
@@ -215,8 +218,12 @@ JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers()
+    | st.integers(min_value=2**64)
+    | st.floats()
     | st.text(max_size=8)
-    | st.sampled_from(["\ud800", "a\udfffb", "\x00", "\\u0000", "é"]),
+    | st.sampled_from(
+        ["\ud800", "a\udfffb", "\x00", "\\u0000", "é", '\\"[', "{]\\", "\U0001f680", "\\"]
+    ),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
     ),
@@ -224,20 +231,96 @@ JSON_VALUES = st.recursive(
 )
 
 
-@given(JSON_VALUES, st.integers(0, 80), st.booleans())
-def test_the_fast_json_check_at_intake_judges_every_body_as_the_full_scan_does(
-    value: Any, nesting: int, ascii_only: bool
+def reference_json_object(body: bytes) -> dict[str, Any] | str:
+    """What intake did before the fast path: `json.loads`, then `json_problem` walks it."""
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        return TOO_DEEP
+    except (UnicodeDecodeError, ValueError):
+        return NOT_JSON
+    if not isinstance(payload, dict):
+        return NOT_AN_OBJECT
+    return json_problem(payload, MAX_JSON_DEPTH) or payload
+
+
+def fast_json_object(body: bytes) -> dict[str, Any] | str:
+    try:
+        return parse_json_object(body)
+    except JsonRefused as exc:
+        return str(exc)
+
+
+def same_verdict(body: bytes) -> None:
+    expected, got = reference_json_object(body), fast_json_object(body)
+    if isinstance(expected, dict) and isinstance(got, dict):  # NaN != NaN: compare the text
+        assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    else:
+        assert got == expected
+
+
+@given(JSON_VALUES, st.integers(0, 80), st.sampled_from(["ascii", "utf-8", "utf-16", "bom"]))
+def test_the_fast_json_parse_at_intake_judges_every_document_as_the_standard_library_does(
+    value: Any, nesting: int, encoding: str
 ) -> None:
-    """Strings are scanned only when the bytes could hold NUL or half a surrogate pair, and
-    only containers are walked for the depth: the verdict stays that of `json_problem`."""
-    document = {"v": value}
+    """msgspec parses, the bytes decide nesting and storability where they can: the
+    document and every refusal stay those of `json.loads` plus `json_problem`."""
+    document: Any = {"v": value}
     for _ in range(nesting):
         document = {"n": [document]}
-    body = json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
-    parsed = json.loads(body)
-    full = json_problem(parsed, MAX_JSON_DEPTH)
-    fast = depth_problem(parsed, MAX_JSON_DEPTH) if strings_are_storable(body) else full
-    assert fast == full
+    text = json.dumps(document, ensure_ascii=encoding == "ascii")
+    if encoding == "utf-16":
+        body = text.encode("utf-16", "surrogatepass")
+    else:
+        body = (b"\xef\xbb\xbf" if encoding == "bom" else b"") + text.encode(
+            "utf-8", "surrogatepass"
+        )
+    same_verdict(body)
+
+
+jsonish_bytes = st.lists(
+    st.sampled_from(
+        [
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b'"',
+            b"\\",
+            b":",
+            b",",
+            b"1",
+            b"-",
+            b"e9",
+            b"NaN",
+            b"true",
+            b"null",
+            b"\\u0000",
+            b"\\ud800",
+            b"\\n",
+            b"\xed\xa0\x80",
+            b"\xc3\xa9",
+            b"\xff",
+            b"\x00",
+            b" ",
+            b"a",
+        ]
+    ),
+    max_size=60,
+).map(b"".join)
+
+
+@given(jsonish_bytes)
+def test_the_fast_json_parse_refuses_what_the_standard_library_refuses(body: bytes) -> None:
+    same_verdict(body)
+
+
+@pytest.mark.parametrize("depth", [10, 11, 63, 64, 65, 900, 5000])
+def test_nesting_around_the_fast_path_and_the_limit_is_judged_as_before(depth: int) -> None:
+    inner = b'"\\\\\\"[{"'  # an escaped backslash, an escaped quote and brackets in a string
+    body = b'{"a":' + b"[" * (depth - 1) + inner + b"]" * (depth - 1) + b"}"
+    same_verdict(body)
+    assert (fast_json_object(body) == TOO_DEEP) == (depth > MAX_JSON_DEPTH)
 
 
 # --------------------------------------------------------------------------- feedback webhooks
