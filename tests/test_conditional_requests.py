@@ -15,6 +15,7 @@ from conftest import EXAMPLE_REPO
 from bot.gateways.github import GitHubApp, GitHubError
 from bot.gateways.github_etags import ConditionalCache, ConditionalGets, Remembered, remember
 from bot.gateways.queue import NewJob
+from bot.settings import SettingsError, load_settings
 
 SOURCE = "s3://acme-ml-models/fraud-detector/8/artifacts/model"
 OTHER_REPO = "acme/gitops-eu"
@@ -256,3 +257,19 @@ def test_a_zero_cache_sends_no_conditional_requests(fake_github, gitops_repo, tm
     for n in (1, 2):
         calls = _reconcile(bot, gitops_repo, n)
     assert calls and all(c.status == 200 for c in calls)
+
+
+def test_an_installation_change_drops_what_its_gets_kept(fake_github, gitops_repo):
+    fake = fake_github
+    app = GitHubApp(fake.app_id, fake.private_key_pem, fake.api_url, sleep=lambda _s: None)
+    app.client_for_repo(gitops_repo).list_open_prs(gitops_repo)
+    assert len(app.etags) > 0
+    app.forget_installation(gitops_repo)  # e.g. an `installation_repositories` event
+    assert len(app.etags) == 0
+
+
+def test_the_cache_size_setting_is_mebibytes_and_never_negative():
+    assert load_settings({}).github_etag_cache_mib == 32
+    assert load_settings({"GITHUB_ETAG_CACHE_MIB": "0"}).github_etag_cache_mib == 0
+    with pytest.raises(SettingsError):
+        load_settings({"GITHUB_ETAG_CACHE_MIB": "-1"})
