@@ -76,12 +76,15 @@ def test_an_unchanged_reconcile_round_is_all_304s_and_an_approval_is_read_fresh_
     left = window.remaining
     budget = bot.runtime.budgets.installation(installation)
     spent_by_reconcile = budget.reconcile_spent()
+    counter = bot.github.client(installation).counter
+    not_modified = counter.statuses["304"]
 
     second = _reconcile(bot, repo, 2)
     listing = "\n".join(f"{c.method} {c.operation} -> {c.status}" for c in second)
     assert second, "reconcile read nothing"
     assert all(c.method == "GET" for c in second), listing  # nothing to write: same outcome
     assert all(c.status == 304 for c in second), listing
+    assert counter.statuses["304"] - not_modified == len(second)  # the gateway saw them too
     assert ("GET", REVIEWS) in {(c.method, c.operation) for c in second}
     # the same outcome: still waiting, not a comment or check run more
     assert not fake.pr(repo, number)["merged"]

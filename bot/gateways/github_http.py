@@ -103,6 +103,7 @@ class CallCounter:
 
     def __init__(self, api_prefix: str) -> None:
         self.calls: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()  # "200", "304" (conditional GETs), "error", ...
         self.rate_limit_remaining: int | None = None
         self._prefix = api_prefix.rstrip("/")  # "/api/v3" on GitHub Enterprise, "" on github.com
         self._lock = threading.Lock()
@@ -134,6 +135,7 @@ class CallCounter:
         with self._lock:
             self.calls[label] += 1
             self.calls["total"] += 1
+            self.statuses[status] += 1
             if remaining is not None:
                 self.rate_limit_remaining = remaining
         if self.budget is not None:
