@@ -11,7 +11,10 @@ Reported, measured in the same run:
 - GitHub API calls per promotion (method + OpenAPI path pattern, from `fake.calls`): before
   the PR request and for the whole job; app-level calls (installation lookup, installation
   token) are counted apart: a running bot caches them;
-- the same for one `/promote production` comment on the merged staging PR.
+- the same for one `/promote production` comment on the merged staging PR;
+- a steady-state reconcile round: with that production PR open and waiting for approval,
+  reconcile runs twice with nothing changed in between; the second round's calls, and how
+  many of them GitHub answered `304 Not Modified` (conditional requests: free of rate budget).
 
     .venv/bin/python bench/promotion.py [--rounds 5] [--json artifacts/bench-promotion.json]
 """
@@ -38,6 +41,7 @@ from fakegithub.fake import APP_OPS  # noqa: E402
 from plan import floor_builds  # noqa: E402
 
 from bot.gateways.kustomize import Renderer, default_binary  # noqa: E402
+from bot.gateways.queue import NewJob  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "fraud-detection"
 REPO = "acme/gitops"
@@ -116,6 +120,24 @@ class Bench:
         payload = mlflow_model_version_created(REGISTRY_NAME, str(version), source_uri(version))
         return self.run(lambda: self.bot.deliver_mlflow(payload))
 
+    def reconcile_round(self, n: int) -> dict[str, Any]:
+        """One reconcile job of the repository; its calls and how many were 304s."""
+        first = len(self.fake.calls)
+        start = time.perf_counter()
+        self.bot.queue.enqueue(
+            NewJob(f"reconcile:{REPO}:bench-{n}", "internal", "reconcile", REPO, {})
+        )
+        self.bot.drain()
+        end = time.perf_counter()
+        self.check()
+        calls = [c for c in self.fake.calls[first:] if (c.method, c.operation) not in APP_OPS]
+        return {
+            "job_s": end - start,
+            "total": len(calls),
+            "not_modified": sum(1 for c in calls if c.status == 304),
+            "calls": [f"{c.method} {c.operation or c.path} -> {c.status}" for c in calls],
+        }
+
     def promote_production_by_comment(self) -> dict[str, Any]:
         merged = [p for p in self.fake.prs(REPO) if p["merged"]]
         staging = merged[-1]["number"]
@@ -181,6 +203,11 @@ def run_rounds(
             out["fake_job"].append(result["fake_job_s"])
             out["warm"].append(result)
         out["production"] = bench.promote_production_by_comment()
+        # the production PR waits for an approval: reconcile finds nothing to do, twice
+        out["reconcile"] = [bench.reconcile_round(n) for n in (1, 2)]
+        waiting = [p for p in bench.fake.prs(REPO) if not p["merged"] and p["state"] == "open"]
+        if len(waiting) != 1:
+            raise SystemExit(f"expected one open production PR, found {len(waiting)}")
         out["lookups"] = bench.render_cache_lookups()
         prs = bench.fake.prs(REPO)
         merged = sum(1 for p in prs if p["merged"])
@@ -238,6 +265,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mlflow_promotion_calls": steady,
         "mlflow_promotion_calls_stable": len(counts) == 1,
         "cold_first_promotion_calls": split_calls(cold),
+        "steady_reconcile_round": run["reconcile"][-1],
+        "first_reconcile_round": {k: v for k, v in run["reconcile"][0].items() if k != "calls"},
         "production_by_comment": {
             "to_pr_request_s": production["to_pr_request_s"],
             "job_s": production["job_s"],
@@ -270,6 +299,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{cold_info['app_level']} app-level)"
         )
         print_calls("/promote production by comment", report["production_by_comment"]["calls"])
+    first_round, steady_round = run["reconcile"]
+    print(
+        f"\nreconcile, one PR waiting for approval: first round {first_round['total']} calls "
+        f"({first_round['not_modified']} answered 304), steady round {steady_round['total']} "
+        f"calls ({steady_round['not_modified']} answered 304 Not Modified, which cost no rate "
+        f"budget), {steady_round['job_s'] * 1000:.1f} ms"
+    )
+    if not args.quiet:
+        for n, call in enumerate(steady_round["calls"], start=1):
+            print(f"  {n:2d}. {call}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

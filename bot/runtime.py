@@ -81,6 +81,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         settings.github_private_key.get(),
         settings.github_api_url,
         app_slug=slug,
+        etag_cache_bytes=settings.github_etag_cache_mib * 1024 * 1024,
     )
     metrics = Metrics()
     github.counter.listener = lambda operation, status: metrics.github_calls.labels(

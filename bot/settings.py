@@ -55,6 +55,7 @@ class Settings:
     kustomize_bin: str | None = None
     render_network_isolation: str = "required"  # or "off": see bot.gateways.kustomize
     render_cache_mib: int = 256  # renders kept by the content of their inputs; 0 = off
+    github_etag_cache_mib: int = 32  # GET answers revalidated with their ETags; 0 = off
     worker_concurrency: int = 2
     worker_lease_s: float = 60.0  # a dead worker's job runs again after this long
     reconcile_interval_s: float = 300.0  # 0 = off
@@ -269,6 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "RENDER_NETWORK_ISOLATION", ("required", "off"), "required"
         ),
         render_cache_mib=_int(env, "RENDER_CACHE_MIB", 256),
+        github_etag_cache_mib=_non_negative_int(env, "GITHUB_ETAG_CACHE_MIB", 32),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2),
         worker_lease_s=_positive(env, "WORKER_LEASE_SECONDS", 60.0),
         reconcile_interval_s=_float(env, "RECONCILE_INTERVAL_SECONDS", 300.0),

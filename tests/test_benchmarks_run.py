@@ -60,6 +60,9 @@ def test_promotion_benchmark_counts_the_calls_around_the_pr_request(tmp_path):
     production = report["production_by_comment"]["calls"]
     assert "POST /repos/{owner}/{repo}/pulls" in production["calls"]
     assert json.loads(out.read_text())["mlflow_promotion_calls"] == calls
+    # nothing changed between the two reconcile rounds: every read of the second is a 304
+    steady = report["steady_reconcile_round"]
+    assert steady["total"] > 0 and steady["not_modified"] == steady["total"]
 
 
 def test_plan_benchmark_runs_on_a_small_generated_repo():

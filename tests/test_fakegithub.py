@@ -624,3 +624,42 @@ def test_fake_deployments_follow_githubs_rules(fake_github, gitops_repo):
     with pytest.raises(GitHubError) as missing:
         client.set_deployment_status(gitops_repo, 999_999_999, "success")
     assert missing.value.status == 404
+
+
+def test_conditional_gets_answer_304_free_of_rate_and_a_change_gets_a_new_etag(
+    fake_github: FakeGitHub, repo: str
+) -> None:
+    fake = fake_github
+    fake.push_commit(repo, "feature", {"README.md": b"changed\n"})
+    number = fake.open_pr(repo, "feature", title="Feature")
+    fake.set_rate_limit(fake.installation_id(repo), 100, limit=100)
+    auth = {"Authorization": f"token {token(fake)}", "Accept": "application/vnd.github+json"}
+    url = f"{fake.api_url}/repos/{repo}/pulls/{number}"
+
+    first = requests.get(url, headers=auth, timeout=10)
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and etag.startswith('W/"')
+    left = int(first.headers["X-RateLimit-Remaining"])
+
+    for tags in (etag, etag.removeprefix("W/"), f'"other", {etag}', "*"):  # weak comparison
+        same = requests.get(url, headers={**auth, "If-None-Match": tags}, timeout=10)
+        assert (same.status_code, same.content) == (304, b"")
+        assert same.headers["ETag"] == etag
+        assert int(same.headers["X-RateLimit-Remaining"]) == left  # not counted
+    assert fake.rate_windows[fake.installation_id(repo)].remaining == left
+    assert [c.status for c in fake.calls[-4:]] == [304] * 4
+
+    fake.add_comment(repo, number, "carol", "looks good")  # the issue's comment count moves
+    fake.push_commit(repo, "feature", {"README.md": b"again\n"})  # the head moves
+    changed = requests.get(url, headers={**auth, "If-None-Match": etag}, timeout=10)
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert changed.json()["head"]["sha"] == fake.branch_sha(repo, "feature")
+    assert int(changed.headers["X-RateLimit-Remaining"]) == left - 1
+    # writes carry no validator and are never answered 304
+    post = requests.post(
+        f"{url.replace('/pulls/', '/issues/')}/comments",
+        headers={**auth, "If-None-Match": "*"},
+        json={"body": "hi"},
+        timeout=10,
+    )
+    assert post.status_code == 201 and "ETag" not in post.headers

@@ -99,8 +99,15 @@ def test_reconcile_keeps_to_its_share_of_the_window_then_skips_until_the_reset(
     fake = fake_github
     installation = _installation(fake, gitops_repo)
     fake.set_rate_limit(installation, 100, limit=100)
+    # every round pays for its reads: with conditional GETs an unchanged round costs nothing
+    # (tests/test_conditional_requests.py)
     bot = BotHarness(
-        fake, tmp_path, (gitops_repo,), RECONCILE_RATE_SHARE="0.09", GITHUB_RATE_FLOOR="0"
+        fake,
+        tmp_path,
+        (gitops_repo,),
+        RECONCILE_RATE_SHARE="0.09",
+        GITHUB_RATE_FLOOR="0",
+        GITHUB_ETAG_CACHE_MIB="0",
     )
     window = fake.rate_windows[installation]
 

@@ -33,10 +33,11 @@ from bot.core.github_port import (
 from bot.gateways.github_archive import (
     SnapshotCache,
 )
-from bot.gateways.github_base import R, _split, truncate
+from bot.gateways.github_base import R, _split, installation_scope, truncate
 from bot.gateways.github_checks import Checks
 from bot.gateways.github_comments import Comments
 from bot.gateways.github_deployments import Deployments
+from bot.gateways.github_etags import ConditionalCache
 from bot.gateways.github_git import GitData
 from bot.gateways.github_http import (
     CallCounter,
@@ -80,6 +81,7 @@ class GitHubApp:
         app_slug: str | None = None,
         snapshot_cache_bytes: int = 256 * 1024 * 1024,
         max_snapshot_bytes: int = 512 * 1024 * 1024,
+        etag_cache_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         if not str(app_id).strip():
             raise BotError("GitHub App id is empty")
@@ -94,6 +96,8 @@ class GitHubApp:
         self.app_slug = app_slug
         self.max_snapshot_bytes = max_snapshot_bytes
         self.snapshots = SnapshotCache(snapshot_cache_bytes)
+        # the answers of every installation's GETs, revalidated with their ETags (0: off)
+        self.etags = ConditionalCache(etag_cache_bytes)
         # repo -> (default branch name, when learned): a rename is rare and shows as a 404
         self.default_branches: dict[str, tuple[str, float]] = {}
         self.default_branch_ttl_s = 600.0
@@ -170,9 +174,12 @@ class GitHubApp:
         return int(data["id"])
 
     def forget_installation(self, repo: str) -> None:
-        """Drop a cached lookup (e.g. after an `installation` deleted event)."""
+        """Drop a cached lookup (e.g. after an `installation` deleted event), and what that
+        installation's conditional GETs kept."""
         with self._lock:
-            self._installations.pop(repo.lower(), None)
+            installation_id = self._installations.pop(repo.lower(), None)
+        if installation_id is not None:
+            self.etags.forget_scope(installation_scope(installation_id))
 
     def access_token(self, installation_id: int) -> InstallationAuthorization:
         """A fresh installation token (POST /app/installations/{id}/access_tokens)."""

@@ -15,6 +15,7 @@ from github.Auth import AppInstallationAuth
 from github.InstallationAuthorization import InstallationAuthorization
 from github.Requester import Requester
 
+from bot.gateways.github_etags import ConditionalGets
 from bot.gateways.github_http import (
     CallCounter,
     call_with_retries,
@@ -61,6 +62,11 @@ def _split(repo: str) -> tuple[str, str]:
 def _repo_path(repo: str) -> str:
     owner, name = _split(repo)
     return f"/repos/{quote(owner)}/{quote(name)}"
+
+
+def installation_scope(installation_id: int) -> str:
+    """The scope of an installation's cached GET answers: never shared with another."""
+    return f"installation:{int(installation_id)}"
 
 
 def _operation(
@@ -118,7 +124,8 @@ class ClientBase:
         self.github = github.Github(auth=self._auth, lazy=True, **app.pygithub_kwargs())
         self.requester: Requester = self.github.requester
         self.counter = CallCounter(urllib.parse.urlparse(app.api_url).path)
-        instrument(self.requester, self.counter, app.timeout)
+        conditional = ConditionalGets(app.etags, installation_scope(installation_id))
+        instrument(self.requester, self.counter, app.timeout, conditional)
         self._archive_session = counting_session(self.counter, "GET {archive}")
         self._commits: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self._commits_lock = threading.Lock()

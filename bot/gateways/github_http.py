@@ -22,6 +22,7 @@ from github.Requester import (
 
 from bot.core.errors import BotError, TransientError
 from bot.core.github_port import GitHubError
+from bot.gateways.github_etags import ConditionalGets
 from bot.gateways.rate_budget import InstallationBudget
 
 T = TypeVar("T")
@@ -102,6 +103,7 @@ class CallCounter:
 
     def __init__(self, api_prefix: str) -> None:
         self.calls: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()  # "200", "304" (conditional GETs), "error", ...
         self.rate_limit_remaining: int | None = None
         self._prefix = api_prefix.rstrip("/")  # "/api/v3" on GitHub Enterprise, "" on github.com
         self._lock = threading.Lock()
@@ -133,6 +135,7 @@ class CallCounter:
         with self._lock:
             self.calls[label] += 1
             self.calls["total"] += 1
+            self.statuses[status] += 1
             if remaining is not None:
                 self.rate_limit_remaining = remaining
         if self.budget is not None:
@@ -146,7 +149,10 @@ class CallCounter:
 
 class _CountingConnection:
     """Sends like PyGithub's connection classes, counting each request; the URL is canonical
-    (no explicit default port), which is what `responses` and proxies expect to see."""
+    (no explicit default port), which is what `responses` and proxies expect to see.
+
+    With `_conditional`, a GET whose earlier 200 carried a validator asks again with it; a
+    304 is counted as what it is (free of rate budget) and handed on as that 200."""
 
     protocol: str
     host: str
@@ -159,17 +165,25 @@ class _CountingConnection:
     verify: Any
     session: requests.Session
     _counter: CallCounter
+    _conditional: ConditionalGets | None
 
     def getresponse(self) -> RequestsResponse:
         default_port = 443 if self.protocol == "https" else 80
         netloc = self.host if self.port == default_port else f"{self.host}:{self.port}"
+        url = f"{self.protocol}://{netloc}{self.url}"
         send = getattr(self.session, self.verb.lower())
+        headers = self.headers
+        conditional = self._conditional
+        key = conditional.key(self.verb, url, headers) if conditional is not None else None
+        sent = conditional.lookup(key) if conditional is not None and key is not None else None
+        if sent is not None:
+            headers = {**headers, **sent.validators()}  # PyGithub's own dict stays as it was
         if self._counter.budget is not None:
             self._counter.budget.before_request()  # held back: raises RateBudgetExceeded
         try:
             response = send(
-                f"{self.protocol}://{netloc}{self.url}",
-                headers=self.headers,
+                url,
+                headers=headers,
                 data=self.input,
                 timeout=self.timeout,
                 verify=self.verify,
@@ -179,23 +193,45 @@ class _CountingConnection:
             self._counter.record(self.verb, self.url, None)
             raise
         self._counter.record(self.verb, self.url, response.headers, str(response.status_code))
+        if conditional is not None and key is not None:
+            response = conditional.answer(key, sent, response)
         return RequestsResponse(response)
 
 
 class _CountingHTTPS(_CountingConnection, HTTPSRequestsConnectionClass):
-    def __init__(self, *args: Any, counter: CallCounter, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        counter: CallCounter,
+        conditional: ConditionalGets | None = None,
+        **kwargs: Any,
+    ) -> None:
         HTTPSRequestsConnectionClass.__init__(self, *args, **kwargs)
         self._counter = counter
+        self._conditional = conditional
 
 
 class _CountingHTTP(_CountingConnection, HTTPRequestsConnectionClass):
-    def __init__(self, *args: Any, counter: CallCounter, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        counter: CallCounter,
+        conditional: ConditionalGets | None = None,
+        **kwargs: Any,
+    ) -> None:
         HTTPRequestsConnectionClass.__init__(self, *args, **kwargs)
         self._counter = counter
+        self._conditional = conditional
 
 
-def instrument(requester: Requester, counter: CallCounter, timeout: float) -> None:
-    """Make this one Requester count its requests (no global state is touched).
+def instrument(
+    requester: Requester,
+    counter: CallCounter,
+    timeout: float,
+    conditional: ConditionalGets | None = None,
+) -> None:
+    """Make this one Requester count its requests (no global state is touched), and with
+    `conditional` revalidate its GETs (github_etags.py).
 
     PyGithub 2.10 picks its connection classes from per-instance attributes, so setting them
     on the instance affects only this requester and the connections it creates later.
@@ -207,8 +243,12 @@ def instrument(requester: Requester, counter: CallCounter, timeout: float) -> No
     )
     if not all(hasattr(requester, n) for n in names):  # pragma: no cover - guarded by the pin
         raise RuntimeError("unsupported PyGithub version: cannot count GitHub requests")
-    https = functools.partial(_CountingHTTPS, counter=counter, timeout=timeout)
-    http = functools.partial(_CountingHTTP, counter=counter, timeout=timeout)
+    https = functools.partial(
+        _CountingHTTPS, counter=counter, timeout=timeout, conditional=conditional
+    )
+    http = functools.partial(
+        _CountingHTTP, counter=counter, timeout=timeout, conditional=conditional
+    )
     setattr(requester, names[1], https)
     setattr(requester, names[2], http)
     setattr(requester, names[0], https if requester.scheme == "https" else http)

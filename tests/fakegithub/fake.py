@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -197,6 +198,7 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
         self._served: list[Any] = []
         # installation id -> its REST window, for installations given one with set_rate_limit
         self.rate_windows: dict[int, RateWindow] = {}
+        self._rate_used = 0  # requests counted against the default (unset) window
         self._init_oauth()
 
     # ------------------------------------------------------------------------------------
@@ -283,6 +285,8 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
             status, obj = e.status, e.body
         resp_headers = {"Content-Type": "application/json; charset=utf-8", **req.extra_headers}
         data = b"" if obj is None else json.dumps(obj).encode()
+        if method == "GET" and status == 200:
+            status, resp_headers, data = self._conditional(req, headers, resp_headers, data)
         if self.validate_responses and fault is None:
             for err in validator.response_errors(status, resp_headers, data):
                 self.response_errors.append(f"{method} {path} -> {status}: {err}")
@@ -292,14 +296,31 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
             Call(method, path, query, status, route.pattern, body), status, resp_headers, data
         )
 
+    def _conditional(
+        self, req: Req, headers: dict[str, str], resp_headers: dict[str, str], data: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """GitHub's conditional GETs: every 200 carries a (weak) ETag of its representation;
+        a request whose `If-None-Match` names it gets `304 Not Modified`, no body, the rate
+        headers, and is not counted against the rate limit."""
+        etag = 'W/"' + hashlib.sha256(data).hexdigest()[:40] + '"'
+        cache = {"ETag": etag, "Cache-Control": "private, max-age=60, s-maxage=60"}
+        cache["Vary"] = "Accept, Authorization, Cookie, X-GitHub-OTP"
+        if not _etag_matches(headers.get("If-None-Match", ""), etag):
+            return 200, {**resp_headers, **cache}, data
+        self._refund_rate(req)
+        rate = {k: v for k, v in req.extra_headers.items() if k.startswith("X-RateLimit-")}
+        return 304, {**rate, **cache}, b""
+
     def _finish(self, call: Call, status: int, headers: dict[str, str], data: bytes) -> Response:
         self.calls.append(call)
+        if status != 304:  # a 304 does not count against the rate limit
+            self._rate_used += 1
         rid = f"FAKE:{len(self.calls):06X}"
         base = {
             "X-RateLimit-Limit": "5000",
-            "X-RateLimit-Remaining": str(max(0, 5000 - len(self.calls))),
+            "X-RateLimit-Remaining": str(max(0, 5000 - self._rate_used)),
             "X-RateLimit-Reset": str(now() + 3600),
-            "X-RateLimit-Used": str(len(self.calls)),
+            "X-RateLimit-Used": str(self._rate_used),
             "X-RateLimit-Resource": "core",
             "X-GitHub-Request-Id": rid,
             "X-GitHub-Api-Version-Selected": "2022-11-28",
@@ -489,6 +510,22 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
         exhausted = window.remaining <= 0
         if not exhausted:
             window.remaining -= 1
+        self._rate_headers(req, window)
+        if exhausted:
+            raise HttpError(
+                403, f"API rate limit exceeded for installation ID {req.installation_id}."
+            )
+
+    def _refund_rate(self, req: Req) -> None:
+        """A request answered 304 gives back what `_spend_rate` took."""
+        window = self.rate_windows.get(req.installation_id or -1)
+        if window is None:
+            return
+        window.remaining = min(window.limit, window.remaining + 1)
+        self._rate_headers(req, window)
+
+    @staticmethod
+    def _rate_headers(req: Req, window: RateWindow) -> None:
         req.extra_headers.update(
             {
                 "X-RateLimit-Limit": str(window.limit),
@@ -498,10 +535,6 @@ class FakeGitHub(OAuthMixin, ScenarioMixin, PayloadMixin, TransportMixin):
                 "X-RateLimit-Resource": "core",
             }
         )
-        if exhausted:
-            raise HttpError(
-                403, f"API rate limit exceeded for installation ID {req.installation_id}."
-            )
 
     def revoke_tokens(self) -> None:
         """Expire every issued installation token (the next request gets 401)."""
@@ -1434,6 +1467,17 @@ op("GET", "/user/installations")(OAuthMixin._list_user_installations)
 op("GET", "/user/installations/{installation_id}/repositories")(
     OAuthMixin._list_user_installation_repos
 )
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison of `If-None-Match` (a list of tags, or `*`) with etag."""
+    wanted = if_none_match.strip()
+    if not wanted:
+        return False
+    if wanted == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in wanted.split(","))
 
 
 def _without_default_port(url: str) -> str:

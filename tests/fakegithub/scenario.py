@@ -182,6 +182,12 @@ class ScenarioMixin:
             r.check_runs[c.id] = c
             return c.id
 
+    def complete_check_run(self, repo: str, check_run_id: int, conclusion: str = "success") -> None:
+        """The app that created a check run reports it finished (its PATCH on GitHub)."""
+        with self._lock:  # type: ignore[attr-defined]
+            c = self.repo(repo).check_runs[check_run_id]  # type: ignore[attr-defined]
+            c.status, c.conclusion, c.completed_at = "completed", conclusion, now()
+
     def set_status(
         self,
         repo: str,
