@@ -509,3 +509,37 @@ def test_each_app_has_its_own_metrics_registry(queue: JobQueue) -> None:
     github_post(first, COMMENT)
     text = second.get("/metrics", headers=METRICS_AUTH).get_data(as_text=True)
     assert 'outcome="queued"' not in text
+
+
+@pytest.mark.parametrize(
+    "path", ["/webhooks/github", "/webhooks/mlflow", "/webhooks/argocd", "/webhooks/flagger"]
+)
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_a_webhook_path_answers_other_methods_405_naming_post(
+    client: FlaskClient, queue: JobQueue, path: str, method: str
+) -> None:
+    response = client.open(path, method=method, data=b"{}")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert "POST" in response.json["error"]
+    assert jobs(queue) == []
+
+
+def test_an_unexpected_failure_taking_a_delivery_is_a_bare_500_counted_and_logged(
+    client: FlaskClient,
+    queue: JobQueue,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("internal detail: /srv/secret-path")
+
+    monkeypatch.setattr("bot.web.intake.parse_github", broken)
+    response = github_post(client, COMMENT)
+    assert response.status_code == 500
+    assert "internal detail" not in response.get_data(as_text=True)
+    assert jobs(queue) == []
+    assert "could not take github delivery github:72d3162e" in caplog.text
+    text = client.get("/metrics", headers=METRICS_AUTH).get_data(as_text=True)
+    total = "gitops_bot_webhook_deliveries_total"
+    assert _sample(text, total, source="github", outcome="failed_internal") == 1

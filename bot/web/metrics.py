@@ -26,8 +26,8 @@ class Metrics:
 
     Label sets (keep values from a small fixed vocabulary, never user input):
     - deliveries{source, outcome}: source github|mlflow|databricks|argocd|flagger; outcome
-      queued|duplicate|ignored|pong|confirmed|not_confirmed|rejected_<reason>
-    - request_duration{endpoint}: Flask route rule, or "unmatched"
+      queued|duplicate|ignored|pong|confirmed|not_confirmed|rejected_<reason>|failed_internal
+    - request_duration{endpoint}: webhook path or Flask route rule, or "unmatched"
     - jobs{kind, outcome}: outcome done|retry|failed
     - job_duration{kind}
     - github_calls{operation, status}: status is the HTTP status code or "error"
