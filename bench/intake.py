@@ -25,6 +25,7 @@ import os
 import socket
 import socketserver
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,12 @@ def run_load(
     threads: int,
     duration: float,
     requests: int | None,
+    per_connection: int = 100,
 ) -> LoadResult:
     """N threads, each with its own keep-alive connection (it reconnects if the server
-    closes it, as gunicorn's sync workers do), until the duration or request count is up."""
+    closes it, as gunicorn's sync workers do, and after `per_connection` requests: a
+    gthread worker keeps the connections it accepted, and a lasting lopsided share between
+    the workers would measure the share, not the app), until the duration or count is up."""
     result = LoadResult()
     lock = threading.Lock()
     budget = iter(range(requests)) if requests is not None else None
@@ -162,7 +166,7 @@ def run_load(
                 lat.append(time.perf_counter() - began)
                 seen[response.status] = seen.get(response.status, 0) + 1
                 sent.append(delivery)
-                if response.will_close:
+                if response.will_close or len(sent) % per_connection == 0:
                     conn.close()
         finally:
             conn.close()
@@ -332,6 +336,20 @@ def describe(label: str, r: LoadResult) -> str:
     )
 
 
+def combined(results: list[LoadResult]) -> LoadResult:
+    """One side's rounds as one result (rates over the summed time)."""
+    out = LoadResult()
+    for r in results:
+        out.sent += r.sent
+        out.seconds += r.seconds
+        out.latencies.extend(r.latencies)
+        out.deliveries.extend(r.deliveries)
+        out.errors.extend(r.errors)
+        for status, count in r.statuses.items():
+            out.statuses[status] = out.statuses.get(status, 0) + count
+    return out
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     templates = comment_templates()
     with tempfile.TemporaryDirectory() as tmp_name, github_tripwire() as tripwire:
@@ -348,48 +366,69 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "LOG_LEVEL": args.log_level,
             }
             env.pop("MLFLOW_TRACKING_URI", None)
-            results: dict[str, LoadResult] = {}
-            sides = [
-                ("floor", "bench.floor_app:create_wsgi_app()"),
-                ("bot", "bot.runtime:create_wsgi_app()"),
-            ]
-            bot_deliveries: list[str] = []
-            for label, app in sides:
-                deliveries = Deliveries(templates, SECRET)
-                log_path = tmp / f"{label}.log"
-                with gunicorn(app, env, args.workers, log_path, args.worker_threads) as port:
-                    warm = run_load(
-                        port, deliveries, threads=args.threads, duration=0, requests=WARMUP
+            apps = {
+                "floor": "bench.floor_app:create_wsgi_app()",
+                "bot": "bot.runtime:create_wsgi_app()",
+            }
+            streams = {label: Deliveries(templates, SECRET) for label in apps}
+            runs: dict[str, list[LoadResult]] = {label: [] for label in apps}
+            round_ratios: list[float] = []
+            with ExitStack() as servers:
+                ports = {
+                    label: servers.enter_context(
+                        gunicorn(app, env, args.workers, tmp / f"{label}.log", args.worker_threads)
                     )
-                    result = run_load(
-                        port,
-                        deliveries,
+                    for label, app in apps.items()
+                }
+                warm = {
+                    label: run_load(
+                        ports[label],
+                        streams[label],
                         threads=args.threads,
-                        duration=args.duration,
-                        requests=args.requests,
+                        duration=0,
+                        requests=WARMUP,
                     )
-                results[label] = result
-                print(describe(label, result), flush=True)
-                if label == "bot":
-                    bot_deliveries = warm.deliveries + result.deliveries
-                    problems = [*warm.errors, *result.errors]
-                    bad = {s: n for r in (warm, result) for s, n in r.statuses.items() if s != 202}
-                    if problems or bad:
-                        log = (tmp / "bot.log").read_text()[-4000:]
-                        raise SystemExit(f"bot side failed: {problems[:5]} {bad}\n{log}")
+                    for label in apps
+                }
+                # both servers stay up; the sides take turns, in alternating order, so that a
+                # drift in the machine's speed (other tenants, CPU boost) falls on both
+                for number in range(args.rounds):
+                    order = ("floor", "bot") if number % 2 == 0 else ("bot", "floor")
+                    for label in order:
+                        result = run_load(
+                            ports[label],
+                            streams[label],
+                            threads=args.threads,
+                            duration=args.duration,
+                            requests=args.requests,
+                        )
+                        runs[label].append(result)
+                        print(f"round {number + 1} " + describe(label, result), flush=True)
+                    floor_rate, bot_rate = runs["floor"][-1].rate, runs["bot"][-1].rate
+                    round_ratios.append(bot_rate / floor_rate if floor_rate else float("nan"))
             rows = queued_ids()
             github_connections = tripwire.connections
-    floor, bot = results["floor"], results["bot"]
+            bot_runs = [warm["bot"], *runs["bot"]]
+            problems = [e for r in bot_runs for e in r.errors]
+            bad = {s: n for r in bot_runs for s, n in r.statuses.items() if s != 202}
+            if problems or bad:
+                log = (tmp / "bot.log").read_text()[-4000:]
+                raise SystemExit(f"bot side failed: {problems[:5]} {bad}\n{log}")
+    floor, bot = combined(runs["floor"]), combined(runs["bot"])
+    print("\n" + describe("floor", floor) + "\n" + describe("bot", bot))
+    bot_deliveries = warm["bot"].deliveries + bot.deliveries
     expected = {f"github:{d}" for d in bot_deliveries}
     one_job_each = len(rows) == len(set(rows)) == len(expected) and set(rows) == expected
     report = {
         "workers": args.workers,
         "worker_threads": args.worker_threads,
         "threads": args.threads,
+        "rounds": args.rounds,
         "database": "postgresql" if args.database_url else "sqlite (WAL)",
         "floor": summary(floor),
         "bot": summary(bot),
-        "throughput_ratio": bot.rate / floor.rate if floor.rate else float("nan"),
+        "round_ratios": [round(r, 3) for r in round_ratios],
+        "throughput_ratio": statistics.median(round_ratios),
         "p99_ratio": bot.percentile(0.99) / floor.percentile(0.99),
         "p50_ratio": bot.percentile(0.50) / floor.percentile(0.50),
         "bot_deliveries": len(expected),
@@ -398,8 +437,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "github_connections": github_connections,
     }
     print(
-        f"\nbot/floor: throughput {report['throughput_ratio']:.2f}x, "
-        f"p50 {report['p50_ratio']:.2f}x, p99 {report['p99_ratio']:.2f}x"
+        f"\nbot/floor: throughput {report['throughput_ratio']:.2f}x (median of the rounds: "
+        + ", ".join(f"{r:.2f}" for r in round_ratios)
+        + f"), p50 {report['p50_ratio']:.2f}x, p99 {report['p99_ratio']:.2f}x"
     )
     print(
         f"queue: {len(rows)} jobs for {len(expected)} distinct bot deliveries "
@@ -424,9 +464,15 @@ def summary(r: LoadResult) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per side")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per side and round")
     parser.add_argument(
-        "--requests", type=int, default=None, help="a fixed count per side instead of a duration"
+        "--rounds", type=int, default=4, help="rounds; the sides take turns in each"
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="a fixed count per side and round instead of a duration",
     )
     parser.add_argument("--threads", type=int, default=8, help="client threads (connections)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per side")
@@ -447,7 +493,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + ("(sync)" if args.worker_threads == 1 else f"--threads {args.worker_threads} (gthread)")
         + f" on loopback; {args.threads} client threads; "
         + (f"{args.requests} deliveries" if args.requests else f"{args.duration:g} s")
-        + " per side; "
+        + f" per side and round, {args.rounds} rounds; "
         + ("PostgreSQL" if args.database_url else "SQLite (WAL)")
         + " queue\n",
         flush=True,

@@ -25,12 +25,24 @@ def test_intake_benchmark_queues_one_job_per_signed_delivery_without_calling_git
     intake = _load("intake")
     out = tmp_path / "intake.json"
     report = intake.main(
-        ["--requests", "25", "--threads", "2", "--workers", "1", "--json", str(out)]
+        [
+            "--requests",
+            "25",
+            "--rounds",
+            "2",
+            "--threads",
+            "2",
+            "--workers",
+            "1",
+            "--json",
+            f"{out}",
+        ]
     )
-    assert report["bot"]["deliveries"] == report["floor"]["deliveries"] == 25
-    assert report["bot"]["statuses"] == {"202": 25}
-    assert report["floor"]["statuses"] == {"202": 25}
-    assert report["queued_jobs"] == report["bot_deliveries"] == 25 + intake.WARMUP
+    assert report["bot"]["deliveries"] == report["floor"]["deliveries"] == 50
+    assert report["bot"]["statuses"] == {"202": 50}
+    assert report["floor"]["statuses"] == {"202": 50}
+    assert len(report["round_ratios"]) == 2
+    assert report["queued_jobs"] == report["bot_deliveries"] == 50 + intake.WARMUP
     assert report["one_job_per_delivery"] is True
     assert report["github_connections"] == 0
     assert json.loads(out.read_text())["queued_jobs"] == report["queued_jobs"]
