@@ -172,6 +172,17 @@ def _repo_of_url(url: str) -> str:
     return found.group(1).lower() if found else ""
 
 
+def _enabled(secret: bytes | None, source: str, variable: str) -> bytes:
+    """The secret of a webhook source, or a 503 saying which setting enables it."""
+    if not secret:
+        _reject(
+            503,
+            f"{source} webhooks are not enabled: {variable} is not configured",
+            "rejected_unconfigured",
+        )
+    return secret
+
+
 def _signature_rejection(exc: SignatureError) -> NoReturn:
     outcome = "rejected_timestamp" if exc.problem in ("expired", "future") else "rejected_signature"
     _reject(401, exc.reason, outcome)
@@ -329,14 +340,9 @@ def webhook_intake(
     def registry(req: Request, call: Call) -> Response:
         databricks = DATABRICKS_HEADER in req.headers
         source = "databricks" if databricks else "mlflow"
-        secret = databricks_secret if databricks else mlflow_secret
-        if not secret:
-            variable = "DATABRICKS_WEBHOOK_SECRET" if databricks else "MLFLOW_WEBHOOK_SECRET"
-            _reject(
-                503,
-                f"{source} webhooks are not enabled: {variable} is not configured",
-                "rejected_unconfigured",
-            )
+        configured = databricks_secret if databricks else mlflow_secret
+        variable = "DATABRICKS_WEBHOOK_SECRET" if databricks else "MLFLOW_WEBHOOK_SECRET"
+        secret = _enabled(configured, source, variable)
         body = _read_body(req, max_body)
         if databricks:
             try:
@@ -380,12 +386,7 @@ def webhook_intake(
     # ------------------------------------------------------------------ Argo CD
 
     def argocd(req: Request, call: Call) -> Response:
-        if not argocd_secret:
-            _reject(
-                503,
-                "argocd webhooks are not enabled: ARGOCD_WEBHOOK_SECRET is not configured",
-                "rejected_unconfigured",
-            )
+        bearer = _enabled(argocd_secret, "argocd", "ARGOCD_WEBHOOK_SECRET")
         body = _read_body(req, max_body)
         header = req.headers.get("Authorization")
         if not header or not header.strip():
@@ -395,7 +396,7 @@ def webhook_intake(
                 "'Authorization: Bearer <ARGOCD_WEBHOOK_SECRET>')",
                 "rejected_signature",
             )
-        if not bearer_matches(header, argocd_secret):
+        if not bearer_matches(header, bearer):
             _reject(
                 401, "Authorization is not 'Bearer <the configured secret>'", "rejected_signature"
             )
@@ -442,12 +443,7 @@ def webhook_intake(
     # ------------------------------------------------------------------ Flagger
 
     def flagger(req: Request, call: Call) -> Response:
-        if not flagger_token:
-            _reject(
-                503,
-                "flagger webhooks are not enabled: FLAGGER_WEBHOOK_TOKEN is not configured",
-                "rejected_unconfigured",
-            )
+        token = _enabled(flagger_token, "flagger", "FLAGGER_WEBHOOK_TOKEN")
         body = _read_body(req, max_body)
         # Flagger sends no headers of its own: the token travels in the webhook URL
         supplied = req.args.get("token", "").encode("utf-8", "replace")
@@ -458,7 +454,7 @@ def webhook_intake(
                 "/webhooks/flagger?token=<FLAGGER_WEBHOOK_TOKEN>)",
                 "rejected_signature",
             )
-        if not hmac.compare_digest(supplied, flagger_token):
+        if not hmac.compare_digest(supplied, token):
             _reject(401, "token is not the configured FLAGGER_WEBHOOK_TOKEN", "rejected_signature")
         payload = _json_object(body)
         try:
@@ -480,15 +476,10 @@ def webhook_intake(
         """Flagger's confirm-promotion hook: answered from the bot's own records (no GitHub
         call): 200 only when the canary rolls out a promotion the bot merged that is still
         current, and Argo CD reports its environment Synced on it and not Degraded."""
-        if not flagger_token:
-            _reject(
-                503,
-                "flagger webhooks are not enabled: FLAGGER_WEBHOOK_TOKEN is not configured",
-                "rejected_unconfigured",
-            )
+        token = _enabled(flagger_token, "flagger", "FLAGGER_WEBHOOK_TOKEN")
         body = _read_body(req, max_body)
         supplied = req.args.get("token", "").encode("utf-8", "replace")
-        if not supplied or not hmac.compare_digest(supplied, flagger_token):
+        if not supplied or not hmac.compare_digest(supplied, token):
             _reject(401, "missing or wrong token (FLAGGER_WEBHOOK_TOKEN)", "rejected_signature")
         payload = _json_object(body)
         name, namespace = payload.get("name"), payload.get("namespace")
