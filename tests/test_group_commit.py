@@ -9,8 +9,9 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,52 @@ def test_an_item_refused_alone_fails_only_its_own_caller() -> None:
     with pytest.raises(ValueError, match="bad one"):
         committer.submit("bad one")
     assert committer.submit("good") is True
+
+
+def test_callers_arriving_while_the_leader_waits_for_its_turn_join_its_batch() -> None:
+    """The batch is taken once the writers' turn (another process committing) has come."""
+    turn_wanted, turn_free = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+
+    @contextmanager
+    def turn() -> Iterator[None]:
+        turn_wanted.set()
+        assert turn_free.wait(10)
+        yield
+
+    def write(items: Sequence[str]) -> list[bool]:
+        batches.append(list(items))
+        return [True] * len(items)
+
+    committer: GroupCommitter[str, bool] = GroupCommitter(write, turn=turn)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(committer.submit, "first")
+        assert turn_wanted.wait(10)
+        later = [pool.submit(committer.submit, f"late-{n}") for n in range(3)]
+        time.sleep(0.2)  # the late ones queue up behind the leader waiting for its turn
+        turn_free.set()
+        assert first.result(10) is True
+        assert all(f.result(10) is True for f in later)
+    assert batches == [["first", "late-0", "late-1", "late-2"]]
+
+
+def test_a_turn_that_cannot_be_taken_fails_its_batch_and_spares_the_next() -> None:
+    attempts = 0
+
+    @contextmanager
+    def turn() -> Iterator[None]:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise OSError("lock file unavailable")
+        yield
+
+    committer: GroupCommitter[str, bool] = GroupCommitter(
+        lambda items: [True] * len(items), turn=turn
+    )
+    with pytest.raises(OSError, match="lock file unavailable"):
+        committer.submit("lost")
+    assert committer.submit("kept") is True
 
 
 # ------------------------------------------------------------------ the queues

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -39,7 +40,8 @@ class GroupCommitter(Generic[Item, Result]):
 
     `write_batch(items)` must store all of them in one transaction and return one outcome
     per item (or an exception per item, raised to that caller alone); if it raises, every
-    caller of that batch gets the exception.
+    caller of that batch gets the exception. `turn`, when given, is held around taking the
+    batch and writing it: the writers' lock of the storage (another process's commit).
     """
 
     def __init__(
@@ -47,10 +49,12 @@ class GroupCommitter(Generic[Item, Result]):
         write_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
         *,
         max_batch: int = MAX_BATCH,
+        turn: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._write_batch = write_batch
+        self._turn = turn
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._pending: list[_Slot[Item, Result]] = []
@@ -73,14 +77,22 @@ class GroupCommitter(Generic[Item, Result]):
         return slot.result  # type: ignore[return-value]
 
     def _lead(self) -> None:
-        with self._lock:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+        batch: list[_Slot[Item, Result]] = []
         try:
-            outcomes = self._write_batch([s.item for s in batch])
+            # the batch is taken once the writer's turn has come, not before: what arrived
+            # while waiting for it (another process committing) rides along
+            with self._turn():
+                with self._lock:
+                    batch = self._pending[: self._max_batch]
+                    del self._pending[: self._max_batch]
+                outcomes = self._write_batch([s.item for s in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError("write_batch returned the wrong number of outcomes")
         except BaseException as exc:
+            if not batch:  # the turn itself failed: it was this leader's own slot's to report
+                with self._lock:
+                    batch = self._pending[: self._max_batch]
+                    del self._pending[: self._max_batch]
             for s in batch:
                 s.error = exc
         else:

@@ -116,7 +116,9 @@ class SqliteJobQueue(JobQueue):
         self.max_attempts = max_attempts
         self._local = threading.local()
         # concurrent enqueues of this process share one transaction (one WAL fsync)
-        self._committer: GroupCommitter[_Row, bool] = GroupCommitter(self._insert_batch)
+        self._committer: GroupCommitter[_Row, bool] = GroupCommitter(
+            self._insert_batch, turn=self._writer_turn
+        )
         self._turn_lock = threading.Lock()
         self._turn_fd: int | None = None
         self._turn_pid: int | None = None
@@ -150,9 +152,10 @@ class SqliteJobQueue(JobQueue):
         yield local.conn
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, turn_held: bool = False) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the database lock from its first statement."""
-        with self._connect() as conn, self._writer_turn():
+        turn = contextlib.nullcontext() if turn_held else self._writer_turn()
+        with self._connect() as conn, turn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -201,9 +204,10 @@ class SqliteJobQueue(JobQueue):
         return self._committer.submit(row)
 
     def _insert_batch(self, rows: Sequence[_Row]) -> list[bool]:
-        """Insert rows in one transaction: True per row stored, False per known delivery id."""
+        """Insert rows in one transaction: True per row stored, False per known delivery id.
+        The group committer holds the writer's turn around it."""
         now = time.time()
-        with self._write() as conn:
+        with self._write(turn_held=True) as conn:
             return [conn.execute(_INSERT, (*row, now, now, now)).rowcount == 1 for row in rows]
 
     def claim(self, worker_id: str, lease_seconds: float = 60) -> Job | None:
