@@ -12,6 +12,7 @@ import requests
 from bot_harness import BotHarness, mlflow_model_version_created
 from conftest import EXAMPLE_REPO
 
+from bot.core.approval import APPROVAL_CHECK
 from bot.gateways.github import GitHubApp, GitHubError
 from bot.gateways.github_etags import ConditionalCache, ConditionalGets, Remembered, remember
 from bot.gateways.queue import NewJob
@@ -276,3 +277,42 @@ def test_the_cache_size_setting_is_mebibytes_and_never_negative():
     assert load_settings({"GITHUB_ETAG_CACHE_MIB": "0"}).github_etag_cache_mib == 0
     with pytest.raises(SettingsError):
         load_settings({"GITHUB_ETAG_CACHE_MIB": "-1"})
+
+
+def _gate_runs(fake: Any, repo: str, sha: str) -> list[dict[str, Any]]:
+    return [r for r in fake.check_runs(repo, sha) if r["name"] == APPROVAL_CHECK]
+
+
+def test_a_refused_merge_is_not_retried_until_something_it_depends_on_changes(
+    bot, fake_github, gitops_repo
+):
+    """Reconcile does not retry a merge GitHub refused while nothing it depends on changed:
+    each retry would flip the approval check to "ready" and back, which on GitHub is a new
+    check run (a completed run keeps its verdict) every round. A required check finishing
+    changes the inputs: then it tries again, and merges."""
+    fake, repo = fake_github, gitops_repo
+    fake.fail_next("PUT", r"/merge$", status=405, body={"message": REQUIRED_CHECK})
+    bot.deliver_mlflow(mlflow_model_version_created("fraud-detector", "8", SOURCE))
+    bot.drain()
+    (pr,) = [p for p in fake.prs(repo) if p["state"] == "open"]
+    sha = pr["head"]["sha"]
+    runs = _gate_runs(fake, repo, sha)
+    assert runs[-1]["status"] == "in_progress"
+    assert "Merge refused by GitHub" in runs[-1]["output"]["title"]
+    comments = fake.comments(repo, pr["number"])
+
+    for n in (1, 2):
+        calls = _reconcile(bot, repo, n)
+        listing = "\n".join(f"{c.method} {c.operation} -> {c.status}" for c in calls)
+        assert all(c.method == "GET" for c in calls), listing  # no merge, no check-run write
+        assert _gate_runs(fake, repo, sha) == runs
+        assert fake.comments(repo, pr["number"]) == comments
+        assert not fake.pr(repo, pr["number"])["merged"]
+
+    fake.add_check_run(repo, sha, "ci/test", status="completed", conclusion="success")
+    calls = _reconcile(bot, repo, 3)
+    assert MERGE in {(c.method, c.operation) for c in calls}
+    assert fake.pr(repo, pr["number"])["merged"]
+    gate = _gate_runs(fake, repo, sha)
+    assert len(gate) == len(runs)  # the pending run itself turned successful
+    assert (gate[-1]["status"], gate[-1]["conclusion"]) == ("completed", "success")

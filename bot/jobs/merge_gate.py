@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 MERGE_BLOCKED_MARKER = "<!-- gitops-bot:merge-blocked -->"
 MERGE_REFUSED = "merge-refused"  # a record flag: the merge-blocked comment exists
+# a record flag per refused attempt, suffixed with the digest of what it depended on
+REFUSED_INPUTS = "merge-refused-inputs:"
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,17 @@ def evaluate_pr(
             eligible=eligible_reviewers(client, repo, reviews, environments),
             bot_logins=(deps.bot_login,) if deps.bot_login else (),
         )
+        inputs = REFUSED_INPUTS + _merge_inputs(pr, checks, reviews)
+        if (
+            decision.ready
+            and merge
+            and asked_by is None
+            and deps.records.has_flag(repo, number, inputs)
+        ):
+            # GitHub refused this very merge, and nothing it could depend on has changed:
+            # another attempt would flip the check to "ready" and back (a new check run on
+            # GitHub) and fail again. A change, or someone's `/merge`, tries again.
+            return GateResult(number, decision, message=_REFUSED_UNCHANGED)
         publish_gate_check(client, repo, pr.head_sha, decision, runs)
         if not decision.ready or not merge:
             return GateResult(number, decision)
@@ -293,6 +307,7 @@ def evaluate_pr(
                 # one truth: the check stops claiming "ready", the comment says why
                 publish_gate_check(client, repo, pr.head_sha, decision, refused=str(exc))
                 deps.records.set_flag(repo, number, MERGE_REFUSED)
+                deps.records.set_flag(repo, number, inputs)
                 upsert_reply(
                     client,
                     repo,
@@ -326,6 +341,24 @@ def evaluate_pr(
                 deps.on_merged(promotion.meta, number)
         return GateResult(number, decision, merged_sha=sha)
     return GateResult(number, None, message="head kept moving; will re-evaluate on the next event")
+
+
+_REFUSED_UNCHANGED = (
+    "GitHub refused the last merge and nothing it depends on has changed since; "
+    "fix the cause and comment `/merge`"
+)
+
+
+def _merge_inputs(pr: PullRequestInfo, checks: Sequence[Check], reviews: Sequence[Review]) -> str:
+    """A digest of what GitHub's verdict on a merge can depend on, as far as the bot sees
+    it: head and base, GitHub's mergeable state (branch protection shows there), every
+    check and status but the bot's own approval check (which it flips itself), reviews."""
+    parts = [pr.head_sha, pr.base_sha, str(pr.mergeable), pr.mergeable_state]
+    parts += sorted(
+        f"{c.name}\0{c.status}\0{c.conclusion}" for c in checks if c.name != APPROVAL_CHECK
+    )
+    parts += sorted(f"{r.user}\0{r.state}\0{r.commit_id}" for r in reviews)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
 _WAITING_FOR_MERGE = (
