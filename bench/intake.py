@@ -10,8 +10,9 @@ Reported: deliveries/s and p50/p99 latency for each side and the bot/floor ratio
 in the same run. Checked: every bot delivery got 202, the queue holds exactly one job per
 distinct delivery, and nothing contacted the (dummy) GitHub API.
 
-    .venv/bin/python bench/intake.py [--duration 10] [--threads 8] [--workers 2]
-        [--worker-threads 1] [--requests N] [--database-url postgresql://postgres@127.0.0.1:5432/test]
+    .venv/bin/python bench/intake.py [--duration 5] [--threads 8] [--workers 2]
+        [--worker-threads 1] [--requests N] [--rounds 4] [--diagnose]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
@@ -370,9 +371,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "floor": "bench.floor_app:create_wsgi_app()",
                 "bot": "bot.runtime:create_wsgi_app()",
             }
+            if args.diagnose:
+                apps["noqueue"] = "bench.bot_without_queue:create_wsgi_app()"
             streams = {label: Deliveries(templates, SECRET) for label in apps}
             runs: dict[str, list[LoadResult]] = {label: [] for label in apps}
             round_ratios: list[float] = []
+            noqueue_ratios: list[float] = []
             with ExitStack() as servers:
                 ports = {
                     label: servers.enter_context(
@@ -393,7 +397,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 # both servers stay up; the sides take turns, in alternating order, so that a
                 # drift in the machine's speed (other tenants, CPU boost) falls on both
                 for number in range(args.rounds):
-                    order = ("floor", "bot") if number % 2 == 0 else ("bot", "floor")
+                    order = tuple(apps) if number % 2 == 0 else tuple(reversed(apps))
                     for label in order:
                         result = run_load(
                             ports[label],
@@ -404,11 +408,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         )
                         runs[label].append(result)
                         print(f"round {number + 1} " + describe(label, result), flush=True)
-                    floor_rate, bot_rate = runs["floor"][-1].rate, runs["bot"][-1].rate
-                    round_ratios.append(bot_rate / floor_rate if floor_rate else float("nan"))
+                    floor_rate = runs["floor"][-1].rate
+                    if not floor_rate:
+                        raise SystemExit("the floor answered nothing: no ratio to report")
+                    round_ratios.append(runs["bot"][-1].rate / floor_rate)
+                    if args.diagnose:
+                        noqueue_ratios.append(runs["noqueue"][-1].rate / floor_rate)
             rows = queued_ids()
             github_connections = tripwire.connections
             bot_runs = [warm["bot"], *runs["bot"]]
+            if args.diagnose:
+                bot_runs += [warm["noqueue"], *runs["noqueue"]]
             problems = [e for r in bot_runs for e in r.errors]
             bad = {s: n for r in bot_runs for s, n in r.statuses.items() if s != 202}
             if problems or bad:
@@ -446,6 +456,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         f"(incl. {WARMUP} warm-up) -> {'one each' if one_job_each else 'MISMATCH'}; "
         f"GitHub API connections: {github_connections}"
     )
+    if args.diagnose:
+        report["noqueue"] = summary(combined(runs["noqueue"]))
+        report["noqueue_ratio"] = statistics.median(noqueue_ratios)
+        print(
+            f"bot without its durable queue / floor: {report['noqueue_ratio']:.2f}x "
+            "(median of the rounds: " + ", ".join(f"{r:.2f}" for r in noqueue_ratios) + ")"
+        )
     if not one_job_each or github_connections:
         raise SystemExit("intake check failed")
     return report
@@ -486,6 +503,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--database-url", default=None, help="PostgreSQL URL (default: SQLite WAL in a temp dir)"
     )
     parser.add_argument("--log-level", default="INFO", help="the bot's LOG_LEVEL")
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="a third side: the bot with a queue that keeps nothing (bench/bot_without_queue.py)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     print(

@@ -34,6 +34,7 @@ def test_intake_benchmark_queues_one_job_per_signed_delivery_without_calling_git
             "2",
             "--workers",
             "1",
+            "--diagnose",
             "--json",
             f"{out}",
         ]
@@ -42,6 +43,7 @@ def test_intake_benchmark_queues_one_job_per_signed_delivery_without_calling_git
     assert report["bot"]["statuses"] == {"202": 50}
     assert report["floor"]["statuses"] == {"202": 50}
     assert len(report["round_ratios"]) == 2
+    assert report["noqueue"]["statuses"] == {"202": 50}  # the diagnosis side: nothing kept
     assert report["queued_jobs"] == report["bot_deliveries"] == 50 + intake.WARMUP
     assert report["one_job_per_delivery"] is True
     assert report["github_connections"] == 0
