@@ -49,6 +49,15 @@ def _production_pr_waiting_for_approval(bot: BotHarness, fake: Any, repo: str) -
     return waiting
 
 
+def _staging_pr_github_refused_to_merge(bot: BotHarness, fake: Any, repo: str) -> dict[str, Any]:
+    """v8's staging PR, whose merge branch protection refused ("ci/test" never reported)."""
+    fake.fail_next("PUT", r"/merge$", status=405, body={"message": REQUIRED_CHECK})
+    bot.deliver_mlflow(mlflow_model_version_created("fraud-detector", "8", SOURCE))
+    bot.drain()
+    (pr,) = [p for p in fake.prs(repo) if p["state"] == "open"]
+    return pr
+
+
 def _metric(text: str, prefix: str) -> float:
     return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines() if x.startswith(prefix))
 
@@ -109,11 +118,7 @@ def test_an_unchanged_reconcile_round_is_all_304s_and_an_approval_is_read_fresh_
 
 def test_a_completed_check_run_is_read_fresh_after_304_rounds(bot, fake_github, gitops_repo):
     fake, repo = fake_github, gitops_repo
-    # branch protection refuses the staging merge: "ci/test" has not reported
-    fake.fail_next("PUT", r"/merge$", status=405, body={"message": REQUIRED_CHECK})
-    bot.deliver_mlflow(mlflow_model_version_created("fraud-detector", "8", SOURCE))
-    bot.drain()
-    (pr,) = [p for p in fake.prs(repo) if p["state"] == "open"]
+    pr = _staging_pr_github_refused_to_merge(bot, fake, repo)
     sha = pr["head"]["sha"]
     run = fake.add_check_run(repo, sha, "ci/test", status="in_progress")
     _reconcile(bot, repo, 1)  # ci/test is running: the gate check says it waits ...
@@ -291,10 +296,7 @@ def test_a_refused_merge_is_not_retried_until_something_it_depends_on_changes(
     check run (a completed run keeps its verdict) every round. A required check finishing
     changes the inputs: then it tries again, and merges."""
     fake, repo = fake_github, gitops_repo
-    fake.fail_next("PUT", r"/merge$", status=405, body={"message": REQUIRED_CHECK})
-    bot.deliver_mlflow(mlflow_model_version_created("fraud-detector", "8", SOURCE))
-    bot.drain()
-    (pr,) = [p for p in fake.prs(repo) if p["state"] == "open"]
+    pr = _staging_pr_github_refused_to_merge(bot, fake, repo)
     sha = pr["head"]["sha"]
     runs = _gate_runs(fake, repo, sha)
     assert runs[-1]["status"] == "in_progress"
