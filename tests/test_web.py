@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 import threading
 from dataclasses import replace
@@ -16,6 +17,7 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
+from werkzeug.test import EnvironBuilder
 
 from bot.core.events import CommentCreated, event_from_payload
 from bot.gateways.queue import JobQueue
@@ -543,3 +545,24 @@ def test_an_unexpected_failure_taking_a_delivery_is_a_bare_500_counted_and_logge
     text = client.get("/metrics", headers=METRICS_AUTH).get_data(as_text=True)
     total = "gitops_bot_webhook_deliveries_total"
     assert _sample(text, total, source="github", outcome="failed_internal") == 1
+
+
+def test_a_body_cut_short_of_its_content_length_is_a_400_not_a_500(
+    queue: JobQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = build(queue)
+    body = json.dumps(COMMENT).encode()
+    environ = EnvironBuilder(
+        path="/webhooks/github",
+        method="POST",
+        data=body,
+        headers={"X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": "d-cut"},
+    ).get_environ()
+    environ["CONTENT_LENGTH"] = str(len(body) + 100)  # the sender went away mid-body
+    environ["wsgi.input"] = io.BytesIO(body)
+    answered: list[str] = []
+    chunks = app.wsgi_app(environ, lambda status, headers, *rest: answered.append(status))
+    assert answered[0].startswith("400")
+    assert b"".join(chunks).startswith(b'{"error":')
+    assert "Traceback" not in caplog.text
+    assert jobs(queue) == []

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from werkzeug.exceptions import InternalServerError, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from bot.core.canary import confirm_promotion, parse_flagger
@@ -244,6 +244,10 @@ class WebhookIntake:
                 "rejected %s delivery %s: %d %s", source, call.delivery, exc.status, exc.message
             )
             outcome, status, body = exc.outcome, exc.status, {"error": exc.message}
+        except HTTPException as exc:  # Werkzeug's own, e.g. the client went away mid-body
+            log.warning("rejected %s delivery %s: %s", source, call.delivery, exc)
+            outcome, status = "rejected_request", exc.code or 400
+            body = {"error": exc.description or exc.name}
         except Exception:
             log.exception("could not take %s delivery %s", source, call.delivery)
             error = InternalServerError.description

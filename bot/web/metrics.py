@@ -27,6 +27,7 @@ class Metrics:
     Label sets (keep values from a small fixed vocabulary, never user input):
     - deliveries{source, outcome}: source github|mlflow|databricks|argocd|flagger; outcome
       queued|duplicate|ignored|pong|confirmed|not_confirmed|rejected_<reason>|failed_internal
+      (rejected_request: Werkzeug refused the request itself)
     - request_duration{endpoint}: webhook path or Flask route rule, or "unmatched"
     - jobs{kind, outcome}: outcome done|retry|failed
     - job_duration{kind}
