@@ -66,6 +66,13 @@ def _flag(bot, step, at_ms, **kwargs) -> None:
     assert bot.failed_jobs() == []
 
 
+def _argo_cd_reports_staging_at(bot, sha: str) -> None:
+    """Argo CD notifies: the staging application is Synced and Healthy at `sha`."""
+    response = bot.deliver_argocd(notification_body(application("fraud-detection-staging", sha)))
+    assert response.status_code == 202
+    bot.drain()
+
+
 def _states(fake, repo, sha) -> list[str]:
     (deployment,) = [d for d in fake.deployments(repo) if d["sha"] == sha]
     return [s["state"] for s in deployment["statuses"]]
@@ -211,13 +218,7 @@ def test_without_on_canary_failure_the_comment_offers_the_rollback_command(fake_
 def test_argo_cd_healthy_does_not_claim_success_before_the_canary_does(staged, fake_github):
     bot, repo, pr = staged
     sha = pr["merge_commit_sha"]
-    assert (
-        bot.deliver_argocd(
-            notification_body(application("fraud-detection-staging", sha))
-        ).status_code
-        == 202
-    )
-    bot.drain()
+    _argo_cd_reports_staging_at(bot, sha)
     assert _states(fake_github, repo, sha) == ["queued", "in_progress"]
     _flag(bot, SUCCEEDED, T0)
     assert _states(fake_github, repo, sha) == ["queued", "in_progress", "success"]
@@ -329,13 +330,7 @@ def test_the_operator_data_shows_revision_health_canary_phase_and_deployment_age
 
     bot, repo, pr = staged
     sha = pr["merge_commit_sha"]
-    assert (
-        bot.deliver_argocd(
-            notification_body(application("fraud-detection-staging", sha))
-        ).status_code
-        == 202
-    )
-    bot.drain()
+    _argo_cd_reports_staging_at(bot, sha)
     _flag(bot, PROGRESSING, T0)
     records = bot.runtime.services.records
     config = load_config_bytes(fake_github.file_at(repo, "main", ".gitops-bot.yaml"))
@@ -393,13 +388,7 @@ def test_confirm_promotion_waits_until_argo_cd_runs_the_merged_version(staged, f
 def test_confirm_promotion_refuses_a_failed_deployment(staged, fake_github):
     bot, _repo_name, pr = staged
     sha = pr["merge_commit_sha"]
-    assert (
-        bot.deliver_argocd(
-            notification_body(application("fraud-detection-staging", sha))
-        ).status_code
-        == 202
-    )
-    bot.drain()
+    _argo_cd_reports_staging_at(bot, sha)
     _flag(bot, PROGRESSING, T0)
     assert _confirm(bot).status_code == 200
     degraded = application("fraud-detection-staging", sha, health="Degraded",

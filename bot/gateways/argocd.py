@@ -28,26 +28,18 @@ class ArgoCDClient:
     def sync(self, name: str, revision: str) -> None:
         """Start a sync of `name` to `revision` (Argo CD answers once the operation is
         queued; the notifications report its progress)."""
-        url = f"{self.base}/api/v1/applications/{quote(name, safe='')}/sync"
-        try:
-            response = self.session.post(
-                url, json={"name": name, "revision": revision}, timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            raise TransientError(f"Argo CD unreachable ({type(exc).__name__})") from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"Argo CD answered {response.status_code} to the sync of {name}")
+        response = self._send(
+            "POST",
+            name,
+            "/sync",
+            f"to the sync of {name}",
+            json={"name": name, "revision": revision},
+        )
         if response.status_code != 200:
             raise ArgoCDError(f"Argo CD refused to sync {name} ({response.status_code})")
 
     def application(self, name: str) -> dict[str, Any]:
-        url = f"{self.base}/api/v1/applications/{quote(name, safe='')}"
-        try:
-            response = self.session.get(url, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise TransientError(f"Argo CD unreachable ({type(exc).__name__})") from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"Argo CD answered {response.status_code} for {name}")
+        response = self._send("GET", name, "", f"for {name}")
         if response.status_code != 200:
             # Argo CD answers 403 for unknown applications too (it does not tell them apart)
             raise ArgoCDError(f"Argo CD answered {response.status_code} for application {name}")
@@ -58,3 +50,16 @@ class ArgoCDClient:
         if not isinstance(data, dict):
             raise ArgoCDError(f"Argo CD's answer for {name} is not an application")
         return data
+
+    def _send(
+        self, method: str, name: str, suffix: str, about: str, **kwargs: Any
+    ) -> requests.Response:
+        """A request about application `name`; unreachable, 5xx and 429 are transient."""
+        url = f"{self.base}/api/v1/applications/{quote(name, safe='')}{suffix}"
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise TransientError(f"Argo CD unreachable ({type(exc).__name__})") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(f"Argo CD answered {response.status_code} {about}")
+        return response

@@ -24,18 +24,17 @@ class PullRequests(ClientBase):
 
     @_operation
     def find_open_pr(self, repo: str, branch: str) -> PullRequestInfo | None:
-        owner, _ = _split(repo)
-        data = self._get(
-            f"{_repo_path(repo)}/pulls", state="open", head=f"{owner}:{branch}", per_page=1
-        )
-        return PullRequestInfo.from_api(data[0]) if data else None
+        return self._newest_pr(repo, branch, "open")
 
     @_operation
     def latest_pr(self, repo: str, branch: str) -> PullRequestInfo | None:
         """The newest PR from `branch` in any state (was our promotion merged already?)."""
+        return self._newest_pr(repo, branch, "all")
+
+    def _newest_pr(self, repo: str, branch: str, state: str) -> PullRequestInfo | None:
         owner, _ = _split(repo)
         data = self._get(
-            f"{_repo_path(repo)}/pulls", state="all", head=f"{owner}:{branch}", per_page=1
+            f"{_repo_path(repo)}/pulls", state=state, head=f"{owner}:{branch}", per_page=1
         )
         return PullRequestInfo.from_api(data[0]) if data else None
 

@@ -76,23 +76,25 @@ class GroupCommitter(Generic[Item, Result]):
             raise slot.error
         return slot.result  # type: ignore[return-value]
 
+    def _take_batch(self) -> list[_Slot[Item, Result]]:
+        with self._lock:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+        return batch
+
     def _lead(self) -> None:
         batch: list[_Slot[Item, Result]] = []
         try:
             # the batch is taken once the writer's turn has come, not before: what arrived
             # while waiting for it (another process committing) rides along
             with self._turn():
-                with self._lock:
-                    batch = self._pending[: self._max_batch]
-                    del self._pending[: self._max_batch]
+                batch = self._take_batch()
                 outcomes = self._write_batch([s.item for s in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError("write_batch returned the wrong number of outcomes")
         except BaseException as exc:
             if not batch:  # the turn itself failed: it was this leader's own slot's to report
-                with self._lock:
-                    batch = self._pending[: self._max_batch]
-                    del self._pending[: self._max_batch]
+                batch = self._take_batch()
             for s in batch:
                 s.error = exc
         else:

@@ -211,9 +211,6 @@ class WebhookIntake:
     ) -> None:
         self._routes = routes
         self._metrics = metrics
-        # one byte more than we accept: Werkzeug cuts a chunked body at this limit without a
-        # word, so `_read_body` must be able to see the byte that makes it too large
-        self._stream_limit = max_body + 1
         self.paths = frozenset(routes)
         self.max_body = max_body
 
@@ -222,7 +219,9 @@ class WebhookIntake:
         path = environ.get("PATH_INFO", "")
         source_of, handler = self._routes[path]
         req = Request(environ)
-        req.max_content_length = self._stream_limit
+        # one byte more than we accept: Werkzeug cuts a chunked body at this limit without a
+        # word, so `_read_body` must be able to see the byte that makes it too large
+        req.max_content_length = self.max_body + 1
         if req.method != "POST":
             response = Response(
                 json_body({"error": "method not allowed: webhooks are POSTed"}),
@@ -276,7 +275,6 @@ def webhook_intake(
     target_repos = tuple(settings.mlflow_target_repos)
     max_body = int(settings.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
     tolerance = float(settings.timestamp_tolerance_s or DEFAULT_TOLERANCE_S)
-    m = metrics
     argocd_secret = secret_bytes(getattr(settings, "argocd_webhook_secret", None))
     argocd_repos = tuple(getattr(settings, "argocd_target_repos", ()) or target_repos)
     flagger_token = secret_bytes(getattr(settings, "flagger_webhook_token", None))
@@ -298,7 +296,7 @@ def webhook_intake(
         return value
 
     def respond(source: str, outcome: str, status: int, body: dict[str, Any]) -> Response:
-        m.delivery(source, outcome).inc()
+        metrics.delivery(source, outcome).inc()
         return Response(json_body(body), status, mimetype="application/json")
 
     # ------------------------------------------------------------------ GitHub
