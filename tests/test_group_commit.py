@@ -151,6 +151,72 @@ def test_a_turn_that_cannot_be_taken_fails_its_batch_and_spares_the_next() -> No
     assert committer.submit("kept") is True
 
 
+def test_callers_return_only_after_their_batch_was_flushed_and_the_next_batch_writes_meanwhile() -> (
+    None
+):
+    """The flush runs outside the writers' turn: the next batch is written while the previous
+    one reaches the disk, and nobody hears "stored" before their own batch's flush."""
+    flush_started, flush_release = threading.Event(), threading.Event()
+    events: list[str] = []
+    holding_turn = threading.Lock()
+
+    @contextmanager
+    def turn() -> Iterator[None]:
+        with holding_turn:
+            yield
+
+    def write(items: Sequence[str]) -> list[bool]:
+        events.append("write " + ",".join(items))
+        return [True] * len(items)
+
+    def flush() -> None:
+        assert not holding_turn.locked(), "flushed while holding the writers' turn"
+        if len([e for e in events if e.startswith("write")]) == 1:  # the first batch's flush
+            flush_started.set()
+            assert flush_release.wait(10)
+        events.append("flush")
+
+    committer: GroupCommitter[str, bool] = GroupCommitter(write, turn=turn, flush=flush)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(committer.submit, "first")
+        assert flush_started.wait(10)
+        second = pool.submit(committer.submit, "second")
+        assert second.result(10) is True  # written and flushed while the first still flushes
+        assert not first.done()  # its flush has not finished: not stored yet as far as it knows
+        flush_release.set()
+        assert first.result(10) is True
+    assert events == ["write first", "write second", "flush", "flush"]
+
+
+def test_a_failed_flush_fails_every_caller_of_its_batch_and_spares_the_next() -> None:
+    flushes = 0
+
+    def flush() -> None:
+        nonlocal flushes
+        flushes += 1
+        if flushes == 1:
+            raise OSError("fdatasync: I/O error")
+
+    committer: GroupCommitter[str, bool] = GroupCommitter(
+        lambda items: [True] * len(items), flush=flush
+    )
+    with pytest.raises(OSError, match="I/O error"):
+        committer.submit("written, not known to be durable")
+    assert committer.submit("kept") is True
+
+
+def test_a_batch_that_failed_to_write_is_not_flushed() -> None:
+    flushes: list[int] = []
+
+    def write(items: Sequence[str]) -> list[bool]:
+        raise OSError("database is locked")
+
+    committer: GroupCommitter[str, bool] = GroupCommitter(write, flush=lambda: flushes.append(1))
+    with pytest.raises(OSError, match="locked"):
+        committer.submit("lost")
+    assert flushes == []
+
+
 # ------------------------------------------------------------------ the queues
 
 

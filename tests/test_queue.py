@@ -482,3 +482,53 @@ def test_sqlite_database_uses_wal(tmp_path: Path) -> None:
     open_queue("sqlite", tmp_path).close()
     with contextlib.closing(sqlite3.connect(tmp_path / "jobs.db")) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_every_sqlite_queue_write_reaches_the_disk_after_it_committed_and_before_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue runs SQLite with synchronous=NORMAL and syncs the WAL itself, outside the
+    write lock: a write may return (a 202 may go out) only after a WAL flush that began once
+    the write was committed, or a power cut could take back an acknowledged delivery."""
+    queue = open_queue("sqlite", tmp_path)
+    db = tmp_path / "jobs.db"
+    committed_when_flushed: list[list[tuple[object, ...]]] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == f"{db}-wal":
+            with contextlib.closing(sqlite3.connect(db)) as reader:
+                committed_when_flushed.append(
+                    reader.execute("SELECT delivery_id, status FROM jobs").fetchall()
+                    + reader.execute("SELECT flag FROM pr_flags").fetchall()
+                )
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+
+    def on_disk_after(write: object) -> list[tuple[object, ...]]:
+        committed_when_flushed.clear()
+        assert callable(write)
+        write()
+        assert committed_when_flushed, "returned without flushing the WAL"
+        return committed_when_flushed[-1]
+
+    job = new()
+    assert on_disk_after(lambda: queue.enqueue(job)) == [(job.delivery_id, "queued")]
+    claimed: list[object] = []
+    assert on_disk_after(lambda: claimed.append(queue.claim("w1"))) == [
+        (job.delivery_id, "running")
+    ]
+    flag = "INSERT INTO {pr_flags} (repo, number, flag) VALUES (%(repo)s, 1, 'merged')"
+    assert on_disk_after(lambda: queue.run_sql(flag, {"repo": "acme/gitops"}))[-1] == ("merged",)
+    assert on_disk_after(lambda: queue.complete(claimed[0]))[0] == (job.delivery_id, "done")  # type: ignore[arg-type]
+    assert on_disk_after(lambda: queue.enqueue(job)) == [  # a known delivery, flushed too
+        (job.delivery_id, "done"),
+        ("merged",),
+    ]
+    committed_when_flushed.clear()
+    assert queue.claim("w1") is None
+    assert committed_when_flushed == []  # a claim that wrote nothing costs no flush
+    with queue._connect() as conn:  # type: ignore[attr-defined]
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] >= 1  # never OFF
+    queue.close()

@@ -7,6 +7,11 @@ batch is everything that queued meanwhile. Every caller returns (or raises) only
 transaction holding its job committed or failed: a 202 still means "durably stored".
 With one request at a time per process (gunicorn sync workers) every batch holds one job
 and nothing changes.
+
+A storage that can make a commit durable apart from writing it (SQLite's WAL: see
+`SqliteJobQueue`) passes `flush`: the leader writes its batch under the writers' turn,
+hands the lead on, and only then flushes, so the next batch is written while this one
+reaches the disk; its callers still return only after their flush.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class GroupCommitter(Generic[Item, Result]):
     per item (or an exception per item, raised to that caller alone); if it raises, every
     caller of that batch gets the exception. `turn`, when given, is held around taking the
     batch and writing it: the writers' lock of the storage (another process's commit).
+    `flush`, when given, makes a written batch durable; it runs after the turn is released
+    and before the batch's callers return, and if it raises they all get the exception.
     """
 
     def __init__(
@@ -50,11 +57,13 @@ class GroupCommitter(Generic[Item, Result]):
         *,
         max_batch: int = MAX_BATCH,
         turn: Callable[[], AbstractContextManager[object]] = nullcontext,
+        flush: Callable[[], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._write_batch = write_batch
         self._turn = turn
+        self._flush = flush
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._pending: list[_Slot[Item, Result]] = []
@@ -84,6 +93,7 @@ class GroupCommitter(Generic[Item, Result]):
 
     def _lead(self) -> None:
         batch: list[_Slot[Item, Result]] = []
+        written = False
         try:
             # the batch is taken once the writer's turn has come, not before: what arrived
             # while waiting for it (another process committing) rides along
@@ -92,6 +102,7 @@ class GroupCommitter(Generic[Item, Result]):
                 outcomes = self._write_batch([s.item for s in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError("write_batch returned the wrong number of outcomes")
+            written = True
         except BaseException as exc:
             if not batch:  # the turn itself failed: it was this leader's own slot's to report
                 batch = self._take_batch()
@@ -105,11 +116,18 @@ class GroupCommitter(Generic[Item, Result]):
                     s.result = outcome
         self.batches += 1
         with self._lock:
-            for s in batch:
-                s.finished = True
             successor = self._pending[0] if self._pending else None
             self._leading = successor is not None
+        if successor is not None:
+            successor.wake.set()  # not finished: it leads the next batch, written meanwhile
+        if written and self._flush is not None:
+            try:
+                self._flush()
+            except BaseException as exc:  # written but maybe not durable: nobody may say stored
+                for s in batch:
+                    s.error, s.result = exc, None
+        with self._lock:
+            for s in batch:
+                s.finished = True
         for s in batch:
             s.wake.set()
-        if successor is not None:
-            successor.wake.set()  # not finished: it leads the next batch

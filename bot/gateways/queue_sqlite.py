@@ -31,6 +31,15 @@ from bot.gateways.records import RECORD_TABLES, RECORDS_DDL
 
 BUSY_TIMEOUT_S = 30.0
 
+# Durability of a commit. SQLite's synchronous=FULL syncs the WAL inside COMMIT, holding the
+# write lock, so commits of all processes queue behind each other's flush. In WAL mode,
+# NORMAL does every sync that FULL does except that one ("an additional sync of the WAL file
+# after each transaction commit", sqlite.org/pragma.html#pragma_synchronous); the queue does
+# that sync itself right after the lock is released and before any write returns, so a
+# write is as durable as under FULL when it returns (a 202 survives a power cut), while the
+# next writer appends meanwhile and concurrent flushes of one file share the disk's work.
+_SYNCHRONOUS = "NORMAL"
+
 # Timestamps are REAL Unix seconds from the Python clock of this host (one file, one host).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -117,8 +126,9 @@ class SqliteJobQueue(JobQueue):
         self._local = threading.local()
         # concurrent enqueues of this process share one transaction (one WAL fsync)
         self._committer: GroupCommitter[_Row, bool] = GroupCommitter(
-            self._insert_batch, turn=self._writer_turn
+            self._insert_batch, turn=self._writer_turn, flush=self._sync_wal
         )
+        self._synced_wal_inode: int | None = None
         self._turn_lock = threading.Lock()
         self._turn_fd: int | None = None
         self._turn_pid: int | None = None
@@ -148,21 +158,49 @@ class SqliteJobQueue(JobQueue):
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=True
             )
             conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS}")
             local.conn, local.pid = conn, os.getpid()
         yield local.conn
 
     @contextlib.contextmanager
     def _write(self, *, turn_held: bool = False) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database lock from its first statement."""
+        """A write transaction holding the database lock from its first statement, durable
+        when the block ends (with `turn_held`, the caller holds the turn and syncs)."""
         turn = contextlib.nullcontext() if turn_held else self._writer_turn()
-        with self._connect() as conn, turn:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._connect() as conn:
+            changes = conn.total_changes
+            with turn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            if not turn_held and conn.total_changes != changes:  # nothing written: no sync
+                self._sync_wal()
+
+    def _sync_wal(self) -> None:
+        """Flush the WAL to disk: every commit appended to it so far becomes durable (see
+        `_SYNCHRONOUS`). The file is opened by name each time, so a WAL that SQLite deleted
+        and created again is the one synced; its directory entry is synced once per file."""
+        wal = self.path + "-wal"
+        try:
+            fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # checkpointed into the database file (synced) and removed
+            return
+        try:
+            os.fdatasync(fd)
+            inode = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        if inode != self._synced_wal_inode:
+            directory = os.open(os.path.dirname(wal) or ".", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._synced_wal_inode = inode
 
     @contextlib.contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -192,6 +230,7 @@ class SqliteJobQueue(JobQueue):
             conn.executescript(_SCHEMA)
             for statement in RECORDS_DDL:
                 conn.execute(_sqlite_statement(statement))
+        self._sync_wal()
 
     def run_sql(self, statement: str, params: Mapping[str, object]) -> list[dict[str, Any]]:
         with self._write() as conn:
