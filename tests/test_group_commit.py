@@ -151,11 +151,12 @@ def test_a_turn_that_cannot_be_taken_fails_its_batch_and_spares_the_next() -> No
     assert committer.submit("kept") is True
 
 
-def test_callers_return_only_after_their_batch_was_flushed_and_the_next_batch_writes_meanwhile() -> (
+def test_the_next_batch_is_written_while_the_previous_one_flushes_and_shares_the_next_flush() -> (
     None
 ):
-    """The flush runs outside the writers' turn: the next batch is written while the previous
-    one reaches the disk, and nobody hears "stored" before their own batch's flush."""
+    """The flush runs outside the writers' turn: batches are written while an earlier one
+    reaches the disk; they all share the one flush that follows, and nobody hears "stored"
+    before a flush that began after their batch was written."""
     flush_started, flush_release = threading.Event(), threading.Event()
     events: list[str] = []
     holding_turn = threading.Lock()
@@ -166,26 +167,32 @@ def test_callers_return_only_after_their_batch_was_flushed_and_the_next_batch_wr
             yield
 
     def write(items: Sequence[str]) -> list[bool]:
-        events.append("write " + ",".join(items))
+        events.append("write " + ",".join(sorted(items)))
         return [True] * len(items)
 
     def flush() -> None:
         assert not holding_turn.locked(), "flushed while holding the writers' turn"
-        if len([e for e in events if e.startswith("write")]) == 1:  # the first batch's flush
+        events.append("flush")
+        if events.count("flush") == 1:
             flush_started.set()
             assert flush_release.wait(10)
-        events.append("flush")
 
     committer: GroupCommitter[str, bool] = GroupCommitter(write, turn=turn, flush=flush)
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(4) as pool:
         first = pool.submit(committer.submit, "first")
         assert flush_started.wait(10)
-        second = pool.submit(committer.submit, "second")
-        assert second.result(10) is True  # written and flushed while the first still flushes
-        assert not first.done()  # its flush has not finished: not stored yet as far as it knows
+        later = [pool.submit(committer.submit, f"later-{n}") for n in range(3)]
+        deadline = time.monotonic() + 10
+        while sum(e.count("later") for e in events) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)  # written while the first batch's flush is still under way
+        assert sum(e.count("later") for e in events) == 3
+        time.sleep(0.1)
+        assert not first.done() and not any(f.done() for f in later)  # none flushed yet
         flush_release.set()
         assert first.result(10) is True
-    assert events == ["write first", "write second", "flush", "flush"]
+        assert all(f.result(10) is True for f in later)
+    assert events[0] == "write first" and events[1] == "flush"
+    assert events[-1] == "flush" and events.count("flush") == 2  # one more flush for all three
 
 
 def test_a_failed_flush_fails_every_caller_of_its_batch_and_spares_the_next() -> None:
@@ -203,6 +210,33 @@ def test_a_failed_flush_fails_every_caller_of_its_batch_and_spares_the_next() ->
     with pytest.raises(OSError, match="I/O error"):
         committer.submit("written, not known to be durable")
     assert committer.submit("kept") is True
+
+
+def test_a_batch_waiting_on_a_flush_that_fails_flushes_for_itself() -> None:
+    flush_started, flush_release = threading.Event(), threading.Event()
+    flushes = 0
+
+    def flush() -> None:
+        nonlocal flushes
+        flushes += 1
+        if flushes == 1:
+            flush_started.set()
+            assert flush_release.wait(10)
+            raise OSError("fdatasync: I/O error")
+
+    committer: GroupCommitter[str, bool] = GroupCommitter(
+        lambda items: [True] * len(items), flush=flush
+    )
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(committer.submit, "first")
+        assert flush_started.wait(10)
+        second = pool.submit(committer.submit, "second")  # written, waits on the first flush
+        time.sleep(0.1)
+        flush_release.set()
+        with pytest.raises(OSError, match="I/O error"):
+            first.result(10)
+        assert second.result(10) is True
+    assert flushes == 2
 
 
 def test_a_batch_that_failed_to_write_is_not_flushed() -> None:

@@ -10,8 +10,10 @@ and nothing changes.
 
 A storage that can make a commit durable apart from writing it (SQLite's WAL: see
 `SqliteJobQueue`) passes `flush`: the leader writes its batch under the writers' turn,
-hands the lead on, and only then flushes, so the next batch is written while this one
-reaches the disk; its callers still return only after their flush.
+hands the lead on, and only then makes it durable, so the next batch is written while this
+one reaches the disk. Flushes are grouped too: one at a time per process, each covering
+every batch written before it began, so the batches written during a flush share the next
+one. Callers still return only after a flush that covers their batch.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ class GroupCommitter(Generic[Item, Result]):
     per item (or an exception per item, raised to that caller alone); if it raises, every
     caller of that batch gets the exception. `turn`, when given, is held around taking the
     batch and writing it: the writers' lock of the storage (another process's commit).
-    `flush`, when given, makes a written batch durable; it runs after the turn is released
-    and before the batch's callers return, and if it raises they all get the exception.
+    `flush`, when given, makes every batch written so far durable; it runs after the turn
+    is released and before the batch's callers return, and if it raises they all get the
+    exception (a batch waiting on a failed flush tries one of its own).
     """
 
     def __init__(
@@ -69,6 +72,10 @@ class GroupCommitter(Generic[Item, Result]):
         self._pending: list[_Slot[Item, Result]] = []
         self._leading = False
         self.batches = 0  # how many transactions ran (tests and benchmarks read it)
+        self._flush_state = threading.Condition()
+        self._written = 0  # batches written so far, numbered from 1
+        self._flushed = 0  # every batch up to this number is durable
+        self._flushing = False
 
     def submit(self, item: Item) -> Result:
         """Store `item` with whatever else is waiting; return its outcome once committed."""
@@ -93,7 +100,7 @@ class GroupCommitter(Generic[Item, Result]):
 
     def _lead(self) -> None:
         batch: list[_Slot[Item, Result]] = []
-        written = False
+        number: int | None = None  # the batch's number once written
         try:
             # the batch is taken once the writer's turn has come, not before: what arrived
             # while waiting for it (another process committing) rides along
@@ -102,7 +109,9 @@ class GroupCommitter(Generic[Item, Result]):
                 outcomes = self._write_batch([s.item for s in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError("write_batch returned the wrong number of outcomes")
-            written = True
+            with self._flush_state:  # numbered once written: a flush begun later covers it
+                self._written += 1
+                number = self._written
         except BaseException as exc:
             if not batch:  # the turn itself failed: it was this leader's own slot's to report
                 batch = self._take_batch()
@@ -120,9 +129,9 @@ class GroupCommitter(Generic[Item, Result]):
             self._leading = successor is not None
         if successor is not None:
             successor.wake.set()  # not finished: it leads the next batch, written meanwhile
-        if written and self._flush is not None:
+        if number is not None and self._flush is not None:
             try:
-                self._flush()
+                self._make_durable(number)
             except BaseException as exc:  # written but maybe not durable: nobody may say stored
                 for s in batch:
                     s.error, s.result = exc, None
@@ -131,3 +140,27 @@ class GroupCommitter(Generic[Item, Result]):
                 s.finished = True
         for s in batch:
             s.wake.set()
+
+    def _make_durable(self, number: int) -> None:
+        """Return once batch `number` is durable: wait for a flush in progress, then flush
+        (unless the one waited for began after this batch was written, and so covered it)."""
+        assert self._flush is not None
+        with self._flush_state:
+            while self._flushed < number:
+                if not self._flushing:
+                    break
+                self._flush_state.wait()
+            else:
+                return
+            self._flushing = True
+            covers = self._written
+        flushed = False
+        try:
+            self._flush()
+            flushed = True
+        finally:
+            with self._flush_state:
+                self._flushing = False
+                if flushed:
+                    self._flushed = max(self._flushed, covers)
+                self._flush_state.notify_all()
