@@ -11,7 +11,7 @@ in the same run. Checked: every bot delivery got 202, the queue holds exactly on
 distinct delivery, and nothing contacted the (dummy) GitHub API.
 
     .venv/bin/python bench/intake.py [--duration 5] [--threads 8] [--workers 2]
-        [--worker-threads 1] [--requests N] [--rounds 4] [--diagnose]
+        [--worker-threads 1] [--requests N] [--rounds 4] [--diagnose] [--base DIR]
         [--database-url postgresql://postgres@127.0.0.1:5432/test]
 """
 
@@ -237,7 +237,12 @@ def private_key_pem() -> str:
 
 @contextmanager
 def gunicorn(
-    app: str, env: dict[str, str], workers: int, log_path: Path, threads: int = 1
+    app: str,
+    env: dict[str, str],
+    workers: int,
+    log_path: Path,
+    threads: int = 1,
+    cwd: Path = ROOT,
 ) -> Iterator[int]:
     """Run `gunicorn -w <workers> --threads <threads> -b 127.0.0.1:<port> <app>` (one thread:
     sync workers; more: gthread workers, which keep connections alive); yields the port once
@@ -258,7 +263,7 @@ def gunicorn(
         app,
     ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log)
         try:
             wait_healthy(port, process, log_path)
             yield port
@@ -296,6 +301,7 @@ def database(url: str | None, tmp: Path) -> Iterator[tuple[str, Callable[[], lis
     """(DATABASE_URL for the bot, a function listing the queued delivery ids)."""
     if url is None:
         path = tmp / "queue.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
 
         def sqlite_ids() -> list[str]:
             with sqlite3.connect(path) as conn:
@@ -355,7 +361,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     templates = comment_templates()
     with tempfile.TemporaryDirectory() as tmp_name, github_tripwire() as tripwire:
         tmp = Path(tmp_name)
-        with database(args.database_url, tmp) as (db_url, queued_ids):
+        with database(args.database_url, tmp) as (db_url, queued_ids), ExitStack() as stack:
             env = {
                 **os.environ,
                 "GITHUB_APP_ID": "123456",
@@ -373,14 +379,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             }
             if args.diagnose:
                 apps["noqueue"] = "bench.bot_without_queue:create_wsgi_app()"
+            where = {label: (ROOT, env) for label in apps}
+            base_ids: Callable[[], list[str]] | None = None
+            if args.base is not None:  # the same bot from another checkout, its own queue
+                base_url, base_ids = stack.enter_context(database(args.database_url, tmp / "base"))
+                apps["base"] = "bot.runtime:create_wsgi_app()"
+                where["base"] = (args.base.resolve(), {**env, "DATABASE_URL": base_url})
             streams = {label: Deliveries(templates, SECRET) for label in apps}
             runs: dict[str, list[LoadResult]] = {label: [] for label in apps}
             round_ratios: list[float] = []
             noqueue_ratios: list[float] = []
+            base_ratios: list[float] = []
             with ExitStack() as servers:
                 ports = {
                     label: servers.enter_context(
-                        gunicorn(app, env, args.workers, tmp / f"{label}.log", args.worker_threads)
+                        gunicorn(
+                            app,
+                            where[label][1],
+                            args.workers,
+                            tmp / f"{label}.log",
+                            args.worker_threads,
+                            cwd=where[label][0],
+                        )
                     )
                     for label, app in apps.items()
                 }
@@ -414,11 +434,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     round_ratios.append(runs["bot"][-1].rate / floor_rate)
                     if args.diagnose:
                         noqueue_ratios.append(runs["noqueue"][-1].rate / floor_rate)
+                    if base_ids is not None:
+                        base_ratios.append(runs["bot"][-1].rate / runs["base"][-1].rate)
             rows = queued_ids()
             github_connections = tripwire.connections
             bot_runs = [warm["bot"], *runs["bot"]]
             if args.diagnose:
                 bot_runs += [warm["noqueue"], *runs["noqueue"]]
+            base_rows = base_ids() if base_ids is not None else []
+            if base_ids is not None:
+                bot_runs += [warm["base"], *runs["base"]]
             problems = [e for r in bot_runs for e in r.errors]
             bad = {s: n for r in bot_runs for s, n in r.statuses.items() if s != 202}
             if problems or bad:
@@ -462,6 +487,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"bot without its durable queue / floor: {report['noqueue_ratio']:.2f}x "
             "(median of the rounds: " + ", ".join(f"{r:.2f}" for r in noqueue_ratios) + ")"
+        )
+    if args.base is not None:
+        base = combined(runs["base"])
+        base_expected = {f"github:{d}" for d in warm["base"].deliveries + base.deliveries}
+        one_job_each = one_job_each and sorted(base_rows) == sorted(base_expected)
+        report["base"] = summary(base)
+        report["base_ratio"] = statistics.median(
+            r / b for r, b in zip(round_ratios, base_ratios, strict=True)
+        )
+        report["bot_to_base_ratio"] = statistics.median(base_ratios)
+        print(
+            f"base ({args.base}) / floor: {report['base_ratio']:.2f}x; "
+            f"bot / base: {report['bot_to_base_ratio']:.2f}x (median of the rounds: "
+            + ", ".join(f"{r:.2f}" for r in base_ratios)
+            + f"); base queue: {len(base_rows)} jobs for {len(base_expected)} deliveries"
         )
     if not one_job_each or github_connections:
         raise SystemExit("intake check failed")
@@ -507,6 +547,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--diagnose",
         action="store_true",
         help="a third side: the bot with a queue that keeps nothing (bench/bot_without_queue.py)",
+    )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="a checkout of another revision (git worktree add DIR REV): its bot is a further "
+        "side with its own queue, and bot/base is reported round by round",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)

@@ -35,6 +35,8 @@ def test_intake_benchmark_queues_one_job_per_signed_delivery_without_calling_git
             "--workers",
             "1",
             "--diagnose",
+            "--base",  # this checkout once more, as the side a change is compared against
+            str(ROOT),
             "--json",
             f"{out}",
         ]
@@ -44,10 +46,24 @@ def test_intake_benchmark_queues_one_job_per_signed_delivery_without_calling_git
     assert report["floor"]["statuses"] == {"202": 50}
     assert len(report["round_ratios"]) == 2
     assert report["noqueue"]["statuses"] == {"202": 50}  # the diagnosis side: nothing kept
+    assert report["base"]["statuses"] == {"202": 50}  # served from --base, its own queue
+    assert report["bot_to_base_ratio"] > 0
     assert report["queued_jobs"] == report["bot_deliveries"] == 50 + intake.WARMUP
     assert report["one_job_per_delivery"] is True
     assert report["github_connections"] == 0
     assert json.loads(out.read_text())["queued_jobs"] == report["queued_jobs"]
+
+
+def test_enqueue_benchmark_stores_exactly_the_writes_that_returned_on_every_side():
+    enqueue = _load("enqueue")
+    report = enqueue.main(
+        ["--processes", "2", "--threads", "2", "--duration", "0.3", "--rounds", "1"]
+        + ["--base", str(ROOT)]
+    )
+    (config,) = report["configurations"]
+    assert set(config["per_second"]) == {"floor", "queue", "base"}
+    assert all(rate > 0 for rate in config["per_second"].values())
+    assert config["queue_to_floor"] > 0 and config["queue_to_base"] > 0
 
 
 def test_floor_app_refuses_a_bad_signature_and_accepts_a_good_one():
