@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+STARTUP_S = 2.0  # time for a writer process to start and import before the turn begins
 PAYLOAD = {"command": "/promote fraud-detector 8 to staging", "body": "x" * 300}
 FLOOR_TABLE = (
     "CREATE TABLE IF NOT EXISTS jobs"
@@ -42,11 +43,11 @@ FLOOR_TABLE = (
 )
 
 
-def _writer(side: str, root: str, path: str, threads: int, seconds: float) -> int:
-    """One process of a side: `threads` threads writing until the time is up; the count."""
+def _writer(side: str, root: str, path: str, threads: int, start: float, seconds: float) -> int:
+    """One process of a side: `threads` threads writing from `start` (wall clock, the same
+    for every process of the turn) until the time is up; the count."""
     sys.path.insert(0, root)
     written = [0] * threads
-    deadline = time.monotonic() + seconds
 
     if side == "floor":
         body = json.dumps(PAYLOAD)
@@ -74,6 +75,9 @@ def _writer(side: str, root: str, path: str, threads: int, seconds: float) -> in
                     f"bench:{uuid.uuid4().hex}", "github", "issue_comment", "acme/gitops", PAYLOAD
                 )
             )
+
+    time.sleep(max(0.0, start - time.time()))  # every process imported: go together
+    deadline = time.monotonic() + seconds
 
     def loop(index: int) -> None:
         while time.monotonic() < deadline:
@@ -105,9 +109,10 @@ def run_side(
     side: str, root: Path, path: Path, processes: int, threads: int, seconds: float
 ) -> float:
     """Writes per second of one side over one turn."""
+    start = time.time() + STARTUP_S
     command = [sys.executable, __file__, "--write", side, str(root), str(path), str(threads)]
     procs = [
-        subprocess.Popen([*command, str(seconds)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([*command, str(start), str(seconds)], stdout=subprocess.PIPE, text=True)
         for _ in range(processes)
     ]
     total = 0
@@ -179,8 +184,8 @@ def _counts(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--write"]:  # one writer process of a side (run_side starts them)
-        side, root, path, threads, seconds = argv[1:]
-        print(_writer(side, root, path, int(threads), float(seconds)))
+        side, root, path, threads, start, seconds = argv[1:]
+        print(_writer(side, root, path, int(threads), float(start), float(seconds)))
         return {}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=_counts, default=[2, 4], help="e.g. 2,4")
