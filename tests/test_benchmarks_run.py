@@ -56,9 +56,9 @@ def test_intake_benchmark_queues_one_job_per_signed_delivery_without_calling_git
 
 def test_enqueue_benchmark_stores_exactly_the_writes_that_returned_on_every_side():
     enqueue = _load("enqueue")
+    base = str(ROOT)  # this checkout once more, as the side a change is compared against
     report = enqueue.main(
-        ["--processes", "2", "--threads", "2", "--duration", "0.3", "--rounds", "1"]
-        + ["--base", str(ROOT)]
+        ["--processes", "2", "--threads", "2", "--duration", "0.3", "--rounds", "1", "--base", base]
     )
     (config,) = report["configurations"]
     assert set(config["per_second"]) == {"floor", "queue", "base"}
