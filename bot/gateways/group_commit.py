@@ -146,11 +146,9 @@ class GroupCommitter(Generic[Item, Result]):
         (unless the one waited for began after this batch was written, and so covered it)."""
         assert self._flush is not None
         with self._flush_state:
-            while self._flushed < number:
-                if not self._flushing:
-                    break
+            while self._flushing and self._flushed < number:
                 self._flush_state.wait()
-            else:
+            if self._flushed >= number:
                 return
             self._flushing = True
             covers = self._written

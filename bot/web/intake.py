@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
@@ -141,11 +141,23 @@ def _read_body(req: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+_Parsed = TypeVar("_Parsed")
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         return parse_json_object(body)
     except JsonRefused as exc:
         _reject(400, str(exc), "rejected_json")
+
+
+def _parsed(body: bytes, parse: Callable[[dict[str, Any]], _Parsed], what: str) -> _Parsed:
+    """The body as JSON, then as `what`'s payload; a 400 naming `what` when it is neither."""
+    payload = _json_object(body)
+    try:
+        return parse(payload)
+    except PayloadError as exc:
+        _reject(400, f"malformed {what} payload: {exc}", "rejected_payload")
 
 
 _FIXED_BODIES = {
@@ -313,11 +325,9 @@ def webhook_intake(
             _reject(400, "missing X-GitHub-Event header", "rejected_headers")
         if not _GITHUB_EVENT.fullmatch(event_name):
             _reject(400, "malformed X-GitHub-Event header", "rejected_headers")
-        payload = _json_object(body)
-        try:
-            event = parse_github(event_name, payload, bot_login=bot_login)
-        except PayloadError as exc:
-            _reject(400, f"malformed {event_name} payload: {exc}", "rejected_payload")
+        event = _parsed(
+            body, lambda payload: parse_github(event_name, payload, bot_login=bot_login), event_name
+        )
         if isinstance(event, Ping):
             return respond("github", "pong", 200, {"status": "pong"})
         if isinstance(event, Ignored):
@@ -387,6 +397,15 @@ def webhook_intake(
 
     # ------------------------------------------------------------------ Argo CD
 
+    def require_argocd_repos(senders: str) -> None:
+        if not argocd_repos:
+            _reject(
+                503,
+                f"no target repository configured for {senders} "
+                "(ARGOCD_TARGET_REPOS or MLFLOW_TARGET_REPOS)",
+                "rejected_unconfigured",
+            )
+
     def argocd(req: Request, call: Call) -> Response:
         bearer = _enabled(argocd_secret, "argocd", "ARGOCD_WEBHOOK_SECRET")
         body = _read_body(req, max_body)
@@ -402,18 +421,8 @@ def webhook_intake(
             _reject(
                 401, "Authorization is not 'Bearer <the configured secret>'", "rejected_signature"
             )
-        payload = _json_object(body)
-        try:
-            note = parse_argocd(payload)
-        except PayloadError as exc:
-            _reject(400, f"malformed argocd payload: {exc}", "rejected_payload")
-        if not argocd_repos:
-            _reject(
-                503,
-                "no target repository configured for Argo CD notifications "
-                "(ARGOCD_TARGET_REPOS or MLFLOW_TARGET_REPOS)",
-                "rejected_unconfigured",
-            )
+        note = _parsed(body, parse_argocd, "argocd")
+        require_argocd_repos("Argo CD notifications")
         named = _repo_of_url(note.repo_url)
         repos = [r for r in argocd_repos if r.lower() == named] if named else []
         # Argo CD sends no delivery id: identical bodies within a minute are one delivery
@@ -458,18 +467,8 @@ def webhook_intake(
             )
         if not hmac.compare_digest(supplied, token):
             _reject(401, "token is not the configured FLAGGER_WEBHOOK_TOKEN", "rejected_signature")
-        payload = _json_object(body)
-        try:
-            event = parse_flagger(payload)
-        except PayloadError as exc:
-            _reject(400, f"malformed flagger payload: {exc}", "rejected_payload")
-        if not argocd_repos:
-            _reject(
-                503,
-                "no target repository configured for Flagger events "
-                "(ARGOCD_TARGET_REPOS or MLFLOW_TARGET_REPOS)",
-                "rejected_unconfigured",
-            )
+        event = _parsed(body, parse_flagger, "flagger")
+        require_argocd_repos("Flagger events")
         digest = hashlib.sha256(body).hexdigest()[:32]  # the body carries Flagger's timestamp
         call.delivery = f"flagger:{digest[:16]}"
         return fan_out(call, "flagger", digest, event.KIND, event.to_payload(), argocd_repos)
